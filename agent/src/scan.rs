@@ -1,0 +1,365 @@
+//! `vigil-agent scan`: the detections of the live pipeline, offline, on files.
+//!
+//! Input is read as JSON lines; a file whose first record spans several lines (a
+//! pretty-printed `EventList` or envelope) is read as a sequence of JSON documents instead.
+//! Malformed records are reported with file:line on stderr and counted, never fatal.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+
+use vigil_core::audit::{AuditParser, AuditRecord, Position};
+use vigil_core::detect::RuleSet;
+use vigil_core::event::{Detection, Event};
+use vigil_core::outputs::encode_json_line;
+
+use crate::lines::read_line_capped;
+
+/// How to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One normalized event per line (`vigil.event/v1`).
+    Json,
+    /// A readable report: each detection, then a summary per rule.
+    Text,
+}
+
+/// Settings of a scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Files to read; `-` is standard input.
+    pub inputs: Vec<PathBuf>,
+    /// Output format.
+    pub format: Format,
+    /// Print only events that fired a rule.
+    pub only_detections: bool,
+    /// Longest record read; longer ones are reported as malformed.
+    pub max_line_bytes: usize,
+    /// At most this many malformed records are reported one by one on stderr; the rest are
+    /// only counted.
+    pub max_reported_errors: usize,
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct ScanSummary {
+    /// Inputs that could be opened.
+    pub inputs_read: usize,
+    /// Inputs that could not.
+    pub inputs_failed: usize,
+    /// Records read.
+    pub records: u64,
+    /// Events produced.
+    pub events: u64,
+    /// Malformed records and batch items, by kind.
+    pub malformed: BTreeMap<&'static str, u64>,
+    /// Detections per rule: (count, the detection).
+    pub by_rule: BTreeMap<String, (u64, Detection)>,
+}
+
+impl ScanSummary {
+    /// Malformed records in all.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.values().sum()
+    }
+}
+
+/// Document mode reads a whole input into memory; beyond this it is refused.
+const MAX_DOCUMENT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Runs a scan, writing events or the report to `out` and problems to `err`.
+pub fn scan(
+    opts: &ScanOptions,
+    rules: &RuleSet,
+    parser: &AuditParser,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<ScanSummary> {
+    let mut s = Scanner {
+        opts,
+        rules,
+        parser,
+        out,
+        err,
+        summary: ScanSummary::default(),
+        reported: 0,
+        buf: Vec::new(),
+    };
+    let ingest_time = vigil_core::timestamp::now();
+    for input in &opts.inputs {
+        let name = input.display().to_string();
+        let reader: Box<dyn Read> = if name == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            match File::open(input) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    writeln!(s.err, "{name}: cannot open: {e}")?;
+                    s.summary.inputs_failed += 1;
+                    continue;
+                }
+            }
+        };
+        s.summary.inputs_read += 1;
+        s.scan_input(
+            &name,
+            BufReader::with_capacity(256 * 1024, reader),
+            &ingest_time,
+        )?;
+    }
+    if opts.format == Format::Text {
+        s.write_summary()?;
+    }
+    s.out.flush()?;
+    Ok(s.summary)
+}
+
+struct Scanner<'a> {
+    opts: &'a ScanOptions,
+    rules: &'a RuleSet,
+    parser: &'a AuditParser,
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    summary: ScanSummary,
+    reported: usize,
+    buf: Vec<u8>,
+}
+
+impl Scanner<'_> {
+    fn scan_input(
+        &mut self,
+        name: &str,
+        mut reader: impl BufRead,
+        ingest_time: &str,
+    ) -> io::Result<()> {
+        let mut line = Vec::new();
+        let mut offset = 0u64;
+        let mut line_no = 0u64;
+        let mut records = Vec::new();
+        loop {
+            let (consumed, truncated) =
+                read_line_capped(&mut reader, &mut line, self.opts.max_line_bytes)?;
+            if consumed == 0 {
+                return Ok(());
+            }
+            line_no += 1;
+            let start = offset;
+            offset += consumed as u64;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            self.summary.records += 1;
+            if truncated {
+                self.malformed(
+                    name,
+                    line_no,
+                    "oversize",
+                    &format!("record longer than {} bytes", self.opts.max_line_bytes),
+                )?;
+                continue;
+            }
+            records.clear();
+            match self.parser.parse_line(
+                &line,
+                Position {
+                    origin: name,
+                    offset: start,
+                },
+                ingest_time,
+                &mut records,
+            ) {
+                Ok(outcome) => {
+                    for e in &outcome.skipped {
+                        self.malformed(name, line_no, e.kind(), &e.to_string())?;
+                    }
+                    self.emit(&mut records)?;
+                }
+                // The first record of the input does not end on its line: a pretty-printed
+                // document. Read the rest as a stream of JSON documents.
+                Err(vigil_core::audit::AuditError::Json(e)) if e.is_eof() && line_no == 1 => {
+                    self.summary.records -= 1;
+                    let mut whole = line.clone();
+                    whole.push(b'\n');
+                    reader.take(MAX_DOCUMENT_BYTES).read_to_end(&mut whole)?;
+                    return self.scan_documents(name, &whole, ingest_time);
+                }
+                Err(e) => self.malformed(name, line_no, e.kind(), &e.to_string())?,
+            }
+        }
+    }
+
+    fn scan_documents(&mut self, name: &str, bytes: &[u8], ingest_time: &str) -> io::Result<()> {
+        let stream =
+            serde_json::Deserializer::from_slice(bytes).into_iter::<&serde_json::value::RawValue>();
+        let mut records = Vec::new();
+        for item in stream {
+            self.summary.records += 1;
+            match item {
+                Ok(raw) => {
+                    let start = raw.get().as_ptr() as usize - bytes.as_ptr() as usize;
+                    let line_no = 1 + bytes[..start].iter().filter(|b| **b == b'\n').count() as u64;
+                    records.clear();
+                    let pos = Position {
+                        origin: name,
+                        offset: start as u64,
+                    };
+                    match self.parser.parse_line(
+                        raw.get().as_bytes(),
+                        pos,
+                        ingest_time,
+                        &mut records,
+                    ) {
+                        Ok(outcome) => {
+                            for e in &outcome.skipped {
+                                self.malformed(name, line_no, e.kind(), &e.to_string())?;
+                            }
+                            self.emit(&mut records)?;
+                        }
+                        Err(e) => self.malformed(name, line_no, e.kind(), &e.to_string())?,
+                    }
+                }
+                Err(e) => {
+                    // A stream cannot resynchronize after a syntax error.
+                    self.malformed(
+                        name,
+                        e.line() as u64,
+                        "invalid_json",
+                        &format!("invalid JSON: {e}; rest of input skipped"),
+                    )?;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, records: &mut Vec<AuditRecord>) -> io::Result<()> {
+        for record in records.drain(..) {
+            let detections = self.rules.detect(&record.event, Some(&record.audit));
+            let mut event = record.into_event();
+            event.detections = detections;
+            self.summary.events += 1;
+            for d in &event.detections {
+                self.summary
+                    .by_rule
+                    .entry(d.rule.clone())
+                    .or_insert_with(|| (0, d.clone()))
+                    .0 += 1;
+            }
+            if self.opts.only_detections && event.detections.is_empty() {
+                continue;
+            }
+            match self.opts.format {
+                Format::Json => {
+                    self.buf.clear();
+                    encode_json_line(&event, &mut self.buf).map_err(io::Error::other)?;
+                    self.out.write_all(&self.buf)?;
+                }
+                Format::Text if !event.detections.is_empty() => {
+                    write_detection_line(self.out, &event)?
+                }
+                Format::Text => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn malformed(
+        &mut self,
+        name: &str,
+        line: u64,
+        kind: &'static str,
+        message: &str,
+    ) -> io::Result<()> {
+        *self.summary.malformed.entry(kind).or_default() += 1;
+        self.reported += 1;
+        if self.reported <= self.opts.max_reported_errors {
+            writeln!(self.err, "{name}:{line}: skipped: {message}")?;
+        } else if self.reported == self.opts.max_reported_errors + 1 {
+            writeln!(
+                self.err,
+                "(further malformed records are only counted in the summary)"
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_summary(&mut self) -> io::Result<()> {
+        let s = &self.summary;
+        writeln!(self.out)?;
+        writeln!(
+            self.out,
+            "Summary: {} input(s), {} record(s), {} event(s), {} detection(s), {} malformed",
+            s.inputs_read,
+            s.records,
+            s.events,
+            s.by_rule.values().map(|(n, _)| n).sum::<u64>(),
+            s.malformed_total()
+        )?;
+        if !s.by_rule.is_empty() {
+            writeln!(
+                self.out,
+                "\n  {:>5}  {:>5}  {:<34} title",
+                "count", "level", "rule"
+            )?;
+            let mut rows: Vec<_> = s.by_rule.iter().collect();
+            rows.sort_by(|a, b| b.1.1.level.cmp(&a.1.1.level).then(a.0.cmp(b.0)));
+            for (rule, (n, d)) in rows {
+                writeln!(self.out, "  {n:>5}  {:>5}  {rule:<34} {}", d.level, d.title)?;
+            }
+        }
+        if !s.malformed.is_empty() {
+            let kinds: Vec<String> = s
+                .malformed
+                .iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect();
+            writeln!(
+                self.out,
+                "\n  malformed records skipped: {}",
+                kinds.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `time  [level severity] rule  who → what`.
+fn write_detection_line(out: &mut dyn Write, e: &Event) -> io::Result<()> {
+    let who = e.actor.user.as_deref().unwrap_or("?");
+    let mut what = e.action.clone();
+    let o = &e.object;
+    if let Some(r) = &o.resource {
+        what.push(' ');
+        what.push_str(r);
+        if let Some(sub) = &o.subresource {
+            what.push('/');
+            what.push_str(sub);
+        }
+    }
+    match (&o.namespace, &o.name) {
+        (Some(ns), Some(n)) => what.push_str(&format!(" {ns}/{n}")),
+        (None, Some(n)) => what.push_str(&format!(" {n}")),
+        (Some(ns), None) => what.push_str(&format!(" in {ns}")),
+        (None, None) if o.resource.is_some() => what.push_str(" (cluster-wide)"),
+        (None, None) => {}
+    }
+    if let Some(cmd) = e.process.as_ref().and_then(|p| p.command_line.as_deref()) {
+        what.push_str(&format!(": {cmd}"));
+    }
+    if e.outcome == vigil_core::event::Outcome::Failure {
+        what.push_str(" [denied]");
+    }
+    for d in &e.detections {
+        writeln!(
+            out,
+            "{}  [{:>2} {:<8}] {:<32} {who} → {what}",
+            e.time,
+            d.level,
+            d.severity.as_str(),
+            d.rule
+        )?;
+    }
+    Ok(())
+}

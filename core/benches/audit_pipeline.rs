@@ -1,0 +1,130 @@
+//! Audit pipeline throughput on one core (DESIGN §8):
+//! parse → normalize → every built-in rule → null output, beside a bare serde_json DOM parse
+//! of the same bytes in the same run.
+//!
+//! `cargo bench -p vigil-core --bench audit_pipeline` (env `VIGIL_BENCH_MB` sets the input
+//! size, default 64 MB; `VIGIL_BENCH_ROUNDS` the rounds, default 5; the best round counts).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use vigil_core::audit::synth::{SynthConfig, generate};
+use vigil_core::audit::{AuditParser, Position};
+use vigil_core::detect::RuleSet;
+use vigil_core::outputs::{NullOutput, Output};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn best<F: FnMut() -> usize>(rounds: usize, mut f: F) -> (Duration, usize) {
+    let mut best = Duration::MAX;
+    let mut n = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        n = f();
+        best = best.min(t.elapsed());
+    }
+    (best, n)
+}
+
+fn main() {
+    let mb = env_usize("VIGIL_BENCH_MB", 64);
+    let rounds = env_usize("VIGIL_BENCH_ROUNDS", 5);
+    let input = generate(
+        SynthConfig {
+            seed: 42,
+            attack_ratio: 0.01,
+        },
+        mb * 1_000_000,
+    );
+    let lines: Vec<&[u8]> = input
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let bytes = input.len() as f64;
+    let rules = RuleSet::builtin().expect("built-in rules load");
+    let parser = AuditParser::default();
+    println!(
+        "input: {} events, {:.1} MB, {:.0} bytes/event on average; {} rules",
+        lines.len(),
+        bytes / 1e6,
+        bytes / lines.len() as f64,
+        rules.rules().len()
+    );
+
+    let (t_dom, _) = best(rounds, || {
+        let mut n = 0;
+        for l in &lines {
+            let v: serde_json::Value = serde_json::from_slice(l).expect("generated lines are JSON");
+            black_box(&v);
+            n += 1;
+        }
+        n
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut detections = 0usize;
+    let (t_full, events) = best(rounds, || {
+        let mut out = NullOutput::default();
+        let mut records = Vec::with_capacity(1);
+        let mut batch = Vec::with_capacity(512);
+        let ingest = vigil_core::timestamp::now();
+        let mut offset = 0u64;
+        detections = 0;
+        for l in &lines {
+            records.clear();
+            let pos = Position {
+                origin: "bench",
+                offset,
+            };
+            offset += l.len() as u64 + 1;
+            if parser.parse_line(l, pos, &ingest, &mut records).is_err() {
+                continue;
+            }
+            for r in records.drain(..) {
+                let d = rules.detect(&r.event, Some(&r.audit));
+                detections += d.len();
+                let mut e = r.into_event();
+                e.detections = d;
+                batch.push(e);
+            }
+            if batch.len() == 512 {
+                runtime.block_on(out.send(&batch)).expect("null output");
+                batch.clear();
+            }
+        }
+        runtime.block_on(out.send(&batch)).expect("null output");
+        out.events as usize
+    });
+
+    let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
+    let dom = rate(lines.len(), t_dom);
+    let full = rate(events, t_full);
+    println!(
+        "{:<48} {:>12} {:>10}",
+        "stage (one core, best of rounds)", "events/s", "MB/s"
+    );
+    println!(
+        "{:<48} {:>12.0} {:>10.1}",
+        "bare serde_json DOM parse",
+        dom,
+        bytes / t_dom.as_secs_f64() / 1e6
+    );
+    println!(
+        "{:<48} {:>12.0} {:>10.1}",
+        "parse+normalize+all rules+null output",
+        full,
+        bytes / t_full.as_secs_f64() / 1e6
+    );
+    println!(
+        "pipeline / bare parse = {:.2}; detections: {detections} ({:.2}% of events)",
+        full / dom,
+        100.0 * detections as f64 / events.max(1) as f64
+    );
+}

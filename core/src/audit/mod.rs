@@ -1,0 +1,257 @@
+//! Kubernetes audit events: from any supported envelope to normalized [`Event`]s.
+//!
+//! Accepted inputs, one JSON document per line (or per request body for the webhook):
+//!
+//! - an `audit.k8s.io/v1` or `v1beta1` `Event`, or one without `apiVersion`/`kind` (some log
+//!   shippers strip them);
+//! - an `EventList` (what kube-apiserver's webhook backend posts);
+//! - EKS audit logs as exported from CloudWatch Logs: a subscription `DATA_MESSAGE`, the
+//!   output of `aws logs filter-log-events` (`{"events":[...]}`), a single log event
+//!   (`{"message":"<json>"}`), and S3 export lines (`<RFC 3339 time> <json>`);
+//! - AKS diagnostic records of category `kube-audit`/`kube-audit-admin`, with
+//!   `properties.log` as an object or as a JSON string, alone or in `{"records":[...]}`;
+//! - GKE Cloud Logging entries whose `protoPayload` is a `google.cloud.audit.AuditLog`.
+//!
+//! Parsing builds a JSON DOM once; normalization, redaction and the detection rules all read
+//! that one DOM, and the verbatim line is kept as `raw` when nothing had to be redacted.
+
+mod command;
+mod envelope;
+mod gke;
+mod normalize;
+mod redact;
+pub mod synth;
+mod workload;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::event::{Event, Raw};
+
+pub use command::decode_command;
+pub use redact::{REDACTED, TRIMMED_MARKER};
+pub use workload::workload_from_object;
+
+/// Default cap on the serialized size of an audit event's `requestObject` or
+/// `responseObject` kept in `raw`; a larger object is replaced by a marker. Two objects at
+/// 32 KiB plus the metadata stay near the Wazuh manager's 65,536-byte message limit, which
+/// the Wazuh output enforces exactly.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 32 * 1024;
+
+/// Why an input line or item could not be turned into an audit event.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The bytes are not JSON (or not UTF-8, or nested too deeply).
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Valid JSON, but no envelope or audit event this parser knows.
+    #[error("not a Kubernetes audit event: {0}")]
+    NotAudit(&'static str),
+    /// An audit event with a field of the wrong type.
+    #[error("malformed audit event: field `{field}` should be {expected}")]
+    Shape {
+        /// The offending field.
+        field: &'static str,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// An `apiVersion` other than `audit.k8s.io/v1` or `v1beta1`.
+    #[error("unsupported audit apiVersion `{0}`")]
+    ApiVersion(String),
+}
+
+impl AuditError {
+    /// A short stable label for metrics and summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditError::Json(_) => "invalid_json",
+            AuditError::NotAudit(_) => "not_audit",
+            AuditError::Shape { .. } => "wrong_shape",
+            AuditError::ApiVersion(_) => "unsupported_version",
+        }
+    }
+}
+
+/// Settings of the audit normalizer.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// The cluster name stamped on events, unless an envelope names it.
+    pub cluster: Option<String>,
+    /// The node name stamped on events.
+    pub node: Option<String>,
+    /// Cap on the serialized size of `requestObject`/`responseObject` kept in `raw`.
+    pub max_object_bytes: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            cluster: None,
+            node: None,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+        }
+    }
+}
+
+/// Where a line came from, for event ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Position<'a> {
+    /// A stable name of the origin: a file fingerprint, a path, an endpoint.
+    pub origin: &'a str,
+    /// The record's position in it (a byte offset, a sequence number).
+    pub offset: u64,
+}
+
+/// One audit event parsed and normalized, ready for detection.
+///
+/// The DOM of the (redacted) audit event is kept beside the normalized event so that rules
+/// written against raw audit fields (SigmaHQ's) read it without a second parse.
+#[derive(Debug)]
+pub struct AuditRecord {
+    /// The normalized event, without `raw` and detections yet.
+    pub event: Event,
+    /// The audit event, redacted and trimmed.
+    pub audit: Value,
+    /// The verbatim text of the audit event when it needed no change; moved into `raw`.
+    verbatim: Option<Box<RawValue>>,
+}
+
+impl AuditRecord {
+    /// Completes the event: `raw` is the verbatim record when nothing was redacted or
+    /// trimmed, the edited DOM otherwise.
+    pub fn into_event(self) -> Event {
+        let mut event = self.event;
+        event.raw = Some(match self.verbatim {
+            Some(text) => Raw::Verbatim(text),
+            None => Raw::Value(self.audit),
+        });
+        event
+    }
+}
+
+/// What became of one input line.
+#[derive(Debug, Default)]
+pub struct LineOutcome {
+    /// Events appended to the output.
+    pub events: usize,
+    /// Items of a batch (EventList, envelope) that were skipped, with why.
+    pub skipped: Vec<AuditError>,
+}
+
+/// Turns audit log lines into normalized records.
+#[derive(Debug, Clone, Default)]
+pub struct AuditParser {
+    config: AuditConfig,
+}
+
+impl AuditParser {
+    /// A parser with these settings.
+    pub fn new(config: AuditConfig) -> Self {
+        AuditParser { config }
+    }
+
+    /// Parses one line (or request body) and appends its audit events to `out`.
+    ///
+    /// `Err` means nothing in the line was usable. Items of a batch that are unusable are
+    /// reported in [`LineOutcome::skipped`] while the others are kept.
+    pub fn parse_line(
+        &self,
+        line: &[u8],
+        pos: Position<'_>,
+        ingest_time: &str,
+        out: &mut Vec<AuditRecord>,
+    ) -> Result<LineOutcome, AuditError> {
+        let (body, verbatim_ok) = envelope::strip_export_prefix(line);
+        let doc: Value = serde_json::from_slice(body)?;
+        let mut items = Vec::new();
+        envelope::unwrap(doc, &self.config, &mut items)?;
+        // Only a line that is exactly one plain audit event can be kept verbatim as `raw`.
+        let single_plain =
+            verbatim_ok && items.len() == 1 && items[0].as_ref().is_ok_and(|i| i.plain);
+        let mut outcome = LineOutcome::default();
+        for (index, item) in items.into_iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            match item
+                .and_then(|item| self.normalize_item(item, pos, index, ingest_time, line.len()))
+            {
+                Ok(mut record) => {
+                    if single_plain && !record.audit_changed() {
+                        record.verbatim = std::str::from_utf8(body)
+                            .ok()
+                            .and_then(|s| RawValue::from_string(s.trim().to_owned()).ok());
+                    }
+                    out.push(record.into_record());
+                    outcome.events += 1;
+                }
+                Err(e) => outcome.skipped.push(e),
+            }
+        }
+        if outcome.events == 0 {
+            if !outcome.skipped.is_empty() {
+                return Err(outcome.skipped.swap_remove(0));
+            }
+            return Err(AuditError::NotAudit("an empty batch"));
+        }
+        Ok(outcome)
+    }
+
+    fn normalize_item(
+        &self,
+        item: envelope::Item,
+        pos: Position<'_>,
+        index: u32,
+        ingest_time: &str,
+        line_len: usize,
+    ) -> Result<Pending, AuditError> {
+        let envelope::Item {
+            mut audit, cluster, ..
+        } = item;
+        check_version(&audit)?;
+        let mut event = normalize::normalize(&audit, pos, index, ingest_time)?;
+        event.cluster = cluster.or_else(|| self.config.cluster.clone());
+        event.node.clone_from(&self.config.node);
+        let changed = redact::redact_and_trim(&mut audit, self.config.max_object_bytes, line_len);
+        Ok(Pending {
+            event,
+            audit,
+            changed,
+            verbatim: None,
+        })
+    }
+}
+
+struct Pending {
+    event: Event,
+    audit: Value,
+    changed: bool,
+    verbatim: Option<Box<RawValue>>,
+}
+
+impl Pending {
+    fn audit_changed(&self) -> bool {
+        self.changed
+    }
+
+    fn into_record(self) -> AuditRecord {
+        AuditRecord {
+            event: self.event,
+            audit: self.audit,
+            verbatim: self.verbatim,
+        }
+    }
+}
+
+fn check_version(audit: &Value) -> Result<(), AuditError> {
+    match audit.get("apiVersion") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(v)) if v == "audit.k8s.io/v1" || v == "audit.k8s.io/v1beta1" => Ok(()),
+        Some(Value::String(v)) => Err(AuditError::ApiVersion(v.clone())),
+        Some(_) => Err(AuditError::Shape {
+            field: "apiVersion",
+            expected: "a string",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,333 @@
+//! What a Sigma rule sees of an event.
+//!
+//! Rules read the normalized keys (`action`, `workload.privileged`, `object.resource` ...),
+//! so one rule covers every source. Any other field name is looked up in the original
+//! record, so rules written for raw Kubernetes audit events (`verb`, `objectRef.resource`,
+//! `requestURI`, `responseStatus.code` — SigmaHQ's) run unmodified. A `raw.` prefix reads the
+//! original record explicitly when a name exists in both.
+//!
+//! Derived fields, computed only when a rule asks for them:
+//!
+//! - `workload.untrusted_images`: the images whose registry is outside the allowed list
+//!   ([`super::DetectConfig::allowed_registries`]); Sigma cannot say "some element is not in
+//!   a list", so the comparison is made here;
+//! - `request.data_keys`, `request.data_values`: the keys and values of
+//!   `requestObject.data`/`stringData` (ConfigMaps; Secret values are redacted before any
+//!   rule runs).
+//!
+//! Lookups borrow from the event; nothing is serialized per event.
+
+use std::borrow::Cow;
+
+use rsigma_eval::event::{Event as SigmaEvent, EventValue, JsonEvent};
+use serde_json::Value;
+
+use crate::event::{Event, HostPath, WorkloadContainer};
+
+/// An event as rules see it.
+pub struct RuleView<'a> {
+    event: &'a Event,
+    raw: Option<JsonEvent<'a>>,
+    raw_value: Option<&'a Value>,
+    config: &'a super::DetectConfig,
+}
+
+impl<'a> RuleView<'a> {
+    /// `raw` is the original record as a DOM, when the source has one.
+    pub fn new(event: &'a Event, raw: Option<&'a Value>, config: &'a super::DetectConfig) -> Self {
+        RuleView {
+            event,
+            raw: raw.map(JsonEvent::borrow),
+            raw_value: raw,
+            config,
+        }
+    }
+
+    fn request_data(&self, keys: bool) -> Option<EventValue<'_>> {
+        let body = self.raw_value?.get("requestObject")?;
+        let mut out = Vec::new();
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(map)) = body.get(field) {
+                for (k, v) in map {
+                    match (keys, v) {
+                        (true, _) => out.push(s(k)),
+                        (false, Value::String(v)) => out.push(s(v)),
+                        (false, _) => {}
+                    }
+                }
+            }
+        }
+        (!out.is_empty()).then_some(EventValue::Array(out))
+    }
+
+    fn raw_field(&self, path: &str) -> Option<EventValue<'_>> {
+        self.raw.as_ref()?.get_field(path)
+    }
+}
+
+fn s(v: &str) -> EventValue<'_> {
+    EventValue::Str(Cow::Borrowed(v))
+}
+
+fn opt(v: &Option<String>) -> Option<EventValue<'_>> {
+    v.as_deref().map(s)
+}
+
+fn list(v: &[String]) -> Option<EventValue<'_>> {
+    (!v.is_empty()).then(|| EventValue::Array(v.iter().map(|x| s(x)).collect()))
+}
+
+fn flag(b: bool) -> Option<EventValue<'static>> {
+    Some(EventValue::Bool(b))
+}
+
+fn paths<'a>(
+    hp: &'a [HostPath],
+    f: impl Fn(&'a HostPath) -> EventValue<'a>,
+) -> Option<EventValue<'a>> {
+    (!hp.is_empty()).then(|| EventValue::Array(hp.iter().map(f).collect()))
+}
+
+fn containers<'a>(
+    cs: &'a [WorkloadContainer],
+    f: impl Fn(&'a WorkloadContainer) -> Option<EventValue<'a>>,
+) -> Option<EventValue<'a>> {
+    let vals: Vec<_> = cs.iter().filter_map(f).collect();
+    (!vals.is_empty()).then_some(EventValue::Array(vals))
+}
+
+impl RuleView<'_> {
+    /// The normalized fields. `None` from the outer option means "not a normalized key",
+    /// `Some(None)` means "a normalized key that is absent on this event".
+    fn normalized(&self, path: &str) -> Option<Option<EventValue<'_>>> {
+        let e = self.event;
+        let (head, tail) = path.split_once('.').unwrap_or((path, ""));
+        Some(match (head, tail) {
+            ("schema", "") => Some(s(crate::event::SCHEMA)),
+            ("id", "") => Some(s(&e.id)),
+            ("time", "") => Some(s(&e.time)),
+            ("ingest_time", "") => Some(s(&e.ingest_time)),
+            ("cluster", "") => opt(&e.cluster),
+            ("node", "") => opt(&e.node),
+            ("source", "") => Some(s(e.source.as_str())),
+            ("kind", "") => Some(s(e.kind.as_str())),
+            ("action", "") => Some(s(&e.action)),
+            ("outcome", "") => Some(s(e.outcome.as_str())),
+            ("actor", t) => {
+                let a = &e.actor;
+                match t {
+                    "user" => opt(&a.user),
+                    "uid" => opt(&a.uid),
+                    "groups" => list(&a.groups),
+                    "service_account" => opt(&a.service_account),
+                    "impersonated_user" => opt(&a.impersonated_user),
+                    "source_ips" => list(&a.source_ips),
+                    "user_agent" => opt(&a.user_agent),
+                    _ => None,
+                }
+            }
+            ("object", t) => {
+                let o = &e.object;
+                match t {
+                    "api_group" => opt(&o.api_group),
+                    "api_version" => opt(&o.api_version),
+                    "resource" => opt(&o.resource),
+                    "subresource" => opt(&o.subresource),
+                    "namespace" => opt(&o.namespace),
+                    "name" => opt(&o.name),
+                    "uid" => opt(&o.uid),
+                    "request_uri" => opt(&o.request_uri),
+                    _ => None,
+                }
+            }
+            ("workload", t) => {
+                let Some(w) = &e.workload else {
+                    return Some(None);
+                };
+                match t {
+                    "kind" => opt(&w.kind),
+                    "namespace" => opt(&w.namespace),
+                    "name" => opt(&w.name),
+                    "service_account" => opt(&w.service_account),
+                    "host_network" => flag(w.host_network),
+                    "host_pid" => flag(w.host_pid),
+                    "host_ipc" => flag(w.host_ipc),
+                    "privileged" => flag(w.privileged),
+                    "capabilities_added" => list(&w.capabilities_added),
+                    "host_paths.path" | "host_paths" => paths(&w.host_paths, |h| s(&h.path)),
+                    "host_paths.read_only" => {
+                        paths(&w.host_paths, |h| EventValue::Bool(h.read_only))
+                    }
+                    "images" => list(&w.images),
+                    "untrusted_images" => {
+                        let bad: Vec<_> = w
+                            .images
+                            .iter()
+                            .filter(|i| {
+                                !super::registry_allowed(i, &self.config.allowed_registries)
+                            })
+                            .map(|i| s(i))
+                            .collect();
+                        (!bad.is_empty()).then_some(EventValue::Array(bad))
+                    }
+                    "containers.name" => containers(&w.containers, |c| Some(s(&c.name))),
+                    "containers.image" => containers(&w.containers, |c| opt(&c.image)),
+                    "containers.role" => containers(&w.containers, |c| opt(&c.role)),
+                    "containers.privileged" => containers(&w.containers, |c| flag(c.privileged)),
+                    "containers.allow_privilege_escalation" => containers(&w.containers, |c| {
+                        c.allow_privilege_escalation.and_then(flag)
+                    }),
+                    "containers.run_as_root" => containers(&w.containers, |c| flag(c.run_as_root)),
+                    "containers.capabilities_added" => {
+                        containers(&w.containers, |c| list(&c.capabilities_added))
+                    }
+                    _ => None,
+                }
+            }
+            ("container", t) => {
+                let Some(c) = &e.container else {
+                    return Some(None);
+                };
+                match t {
+                    "id" => opt(&c.id),
+                    "name" => opt(&c.name),
+                    "image" => opt(&c.image),
+                    "image_id" => opt(&c.image_id),
+                    "runtime" => opt(&c.runtime),
+                    "pod.namespace" => c.pod.as_ref().and_then(|p| opt(&p.namespace)),
+                    "pod.name" => c.pod.as_ref().and_then(|p| opt(&p.name)),
+                    "pod.uid" => c.pod.as_ref().and_then(|p| opt(&p.uid)),
+                    _ => t
+                        .strip_prefix("labels.")
+                        .and_then(|k| c.labels.get(k))
+                        .map(|v| s(v)),
+                }
+            }
+            ("process", t) => {
+                let Some(p) = &e.process else {
+                    return Some(None);
+                };
+                match t {
+                    "command_line" => opt(&p.command_line),
+                    "args" => list(&p.args),
+                    "tty" => p.tty.and_then(flag),
+                    "exec_id" => opt(&p.exec_id),
+                    "user" => opt(&p.user),
+                    _ => None,
+                }
+            }
+            ("request", "data_keys") => self.request_data(true),
+            ("request", "data_values") => self.request_data(false),
+            ("log", t) => {
+                let Some(l) = &e.log else { return Some(None) };
+                match t {
+                    "stream" => opt(&l.stream),
+                    "message" => opt(&l.message),
+                    "partial" => flag(l.partial),
+                    "file" => opt(&l.file),
+                    _ => None,
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl SigmaEvent for RuleView<'_> {
+    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        if let Some(raw_path) = path.strip_prefix("raw.") {
+            return self.raw_field(raw_path);
+        }
+        match self.normalized(path) {
+            Some(found) => found,
+            None => self.raw_field(path),
+        }
+    }
+
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        let e = self.event;
+        let own = [
+            e.process.as_ref().and_then(|p| p.command_line.as_deref()),
+            e.log.as_ref().and_then(|l| l.message.as_deref()),
+            e.actor.user.as_deref(),
+            e.object.name.as_deref(),
+        ];
+        own.into_iter().flatten().any(pred)
+            || self.raw.as_ref().is_some_and(|r| r.any_string_value(pred))
+    }
+
+    fn all_string_values(&self) -> Vec<Cow<'_, str>> {
+        let mut out = self
+            .raw
+            .as_ref()
+            .map(|r| r.all_string_values())
+            .unwrap_or_default();
+        let e = self.event;
+        if let Some(cmd) = e.process.as_ref().and_then(|p| p.command_line.as_deref()) {
+            out.push(Cow::Borrowed(cmd));
+        }
+        if let Some(msg) = e.log.as_ref().and_then(|l| l.message.as_deref()) {
+            out.push(Cow::Borrowed(msg));
+        }
+        out
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(self.event).unwrap_or(Value::Null);
+        if let (Some(obj), Some(raw)) = (v.as_object_mut(), &self.raw) {
+            obj.insert("raw".into(), raw.to_json());
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Actor, Workload};
+    use serde_json::json;
+
+    #[test]
+    fn normalized_keys_win_and_raw_fills_the_rest() {
+        let event = Event {
+            action: "exec".into(),
+            actor: Actor {
+                groups: vec!["a".into(), "b".into()],
+                ..Actor::default()
+            },
+            workload: Some(Workload {
+                privileged: true,
+                host_paths: vec![HostPath {
+                    path: "/etc".into(),
+                    read_only: true,
+                }],
+                ..Workload::default()
+            }),
+            ..Event::default()
+        };
+        let raw = json!({"verb": "get", "kind": "Event", "objectRef": {"resource": "pods"}});
+        let config = crate::detect::DetectConfig::default();
+        let view = RuleView::new(&event, Some(&raw), &config);
+        assert_eq!(view.get_field("action"), Some(s("exec")));
+        assert_eq!(view.get_field("kind"), Some(s("audit")));
+        assert_eq!(view.get_field("raw.kind"), Some(s("Event")));
+        assert_eq!(view.get_field("verb"), Some(s("get")));
+        assert_eq!(view.get_field("objectRef.resource"), Some(s("pods")));
+        assert_eq!(
+            view.get_field("workload.privileged"),
+            Some(EventValue::Bool(true))
+        );
+        assert_eq!(
+            view.get_field("workload.host_paths.path"),
+            Some(EventValue::Array(vec![s("/etc")]))
+        );
+        assert_eq!(
+            view.get_field("actor.groups"),
+            Some(EventValue::Array(vec![s("a"), s("b")]))
+        );
+        // Normalized keys that are absent do not fall through to the raw record.
+        assert_eq!(view.get_field("process.command_line"), None);
+        assert_eq!(view.get_field("actor.user"), None);
+        assert_eq!(view.get_field("nothing.here"), None);
+    }
+}

@@ -1,0 +1,652 @@
+//! The normalized event, `vigil.event/v1`.
+//!
+//! One JSON object per event. Keys are stable: renaming one is a breaking change, and the
+//! committed JSON Schema (`schema/vigil.event.v1.json`) is checked against these types by a
+//! test. Absent facts are omitted, never `null`: every optional field skips serialization when
+//! empty, so consumers can test for presence.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// The value of the `schema` key of every event.
+pub const SCHEMA: &str = "vigil.event/v1";
+
+/// A normalized security event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "vigil.event/v1",
+    description = "A normalized Vigil security event."
+)]
+pub struct Event {
+    /// Always `vigil.event/v1`.
+    pub schema: SchemaTag,
+    /// Stable id derived from the source and the record's position (hex). The same record
+    /// replayed after a restart gets the same id, so consumers can de-duplicate.
+    pub id: String,
+    /// When it happened, RFC 3339 with nanoseconds, UTC.
+    pub time: String,
+    /// When Vigil read it, RFC 3339 with nanoseconds, UTC.
+    pub ingest_time: String,
+    /// The cluster it was seen in, when configured or known from an envelope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The node it was seen on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Where the record came from.
+    pub source: Source,
+    /// What sort of fact it is.
+    pub kind: Kind,
+    /// Normalized verb: create, update, patch, delete, get, list, watch, exec, attach,
+    /// portforward, start, stop, die, kill, pause, unpause, destroy, pull, push, tag, mount,
+    /// connect, log ...
+    pub action: String,
+    /// Whether the action succeeded.
+    pub outcome: Outcome,
+    /// Who did it.
+    #[serde(default, skip_serializing_if = "Actor::is_empty")]
+    pub actor: Actor,
+    /// The API object acted on.
+    #[serde(default, skip_serializing_if = "Object::is_empty")]
+    pub object: Object,
+    /// Security facts of a pod spec, from any object that carries a pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+    /// The container concerned, from a runtime source or a container log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    /// The process concerned (an exec'd command, a process event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    /// A container log line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<Log>,
+    /// The detection rules this event fired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detections: Vec<Detection>,
+    /// The original record (audit Event, Docker event, ...), with Secret data redacted and
+    /// oversize request/response objects trimmed with a marker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Raw>,
+}
+
+/// The constant schema tag; a type of its own so a wrong tag fails deserialization.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SchemaTag {
+    /// `vigil.event/v1`
+    #[default]
+    #[serde(rename = "vigil.event/v1")]
+    V1,
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The Kubernetes audit log or the audit webhook.
+    #[default]
+    K8sAudit,
+    /// The Docker Engine event stream.
+    Docker,
+    /// containerd's event service.
+    Containerd,
+    /// A container's log file.
+    ContainerLog,
+    /// The kernel's process events.
+    Process,
+    /// A container file system.
+    File,
+    /// Resource usage.
+    Stats,
+    /// A hardening check.
+    Hardening,
+}
+
+impl Source {
+    /// The serialized name, as rules see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::K8sAudit => "k8s_audit",
+            Source::Docker => "docker",
+            Source::Containerd => "containerd",
+            Source::ContainerLog => "container_log",
+            Source::Process => "process",
+            Source::File => "file",
+            Source::Stats => "stats",
+            Source::Hardening => "hardening",
+        }
+    }
+}
+
+/// What sort of fact an event is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An API request seen by kube-apiserver.
+    #[default]
+    Audit,
+    /// A container runtime event.
+    Runtime,
+    /// A log line.
+    Log,
+    /// A process event.
+    Process,
+    /// A file event.
+    File,
+    /// Resource usage figures.
+    Metrics,
+    /// A posture (hardening) finding.
+    Posture,
+}
+
+impl Kind {
+    /// The serialized name, as rules see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audit => "audit",
+            Kind::Runtime => "runtime",
+            Kind::Log => "log",
+            Kind::Process => "process",
+            Kind::File => "file",
+            Kind::Metrics => "metrics",
+            Kind::Posture => "posture",
+        }
+    }
+}
+
+/// Whether an action succeeded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It succeeded.
+    Success,
+    /// It was refused or failed.
+    Failure,
+    /// The record does not say.
+    #[default]
+    Unknown,
+}
+
+impl Outcome {
+    /// The serialized name, as rules see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// Who did it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    /// The authenticated user name (`system:serviceaccount:ns:name` for service accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The user's uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The user's groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// `namespace/name` when the user is a service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// The identity being impersonated, when the request impersonates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonated_user: Option<String>,
+    /// Client addresses, nearest proxy last as kube-apiserver records them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ips: Vec<String>,
+    /// The client's user agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+impl Actor {
+    /// True when no fact is known.
+    pub fn is_empty(&self) -> bool {
+        *self == Actor::default()
+    }
+}
+
+/// The API object acted on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Object {
+    /// API group; absent for the core group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_group: Option<String>,
+    /// API version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Resource, plural lower case (`pods`, `clusterrolebindings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Subresource (`exec`, `attach`, `portforward`, `token`, `ephemeralcontainers` ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// Namespace; absent for cluster-scoped objects and cluster-wide requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Object name; absent for list and create-without-name requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Object uid, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The request URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_uri: Option<String>,
+}
+
+impl Object {
+    /// True when no fact is known.
+    pub fn is_empty(&self) -> bool {
+        *self == Object::default()
+    }
+}
+
+/// Security facts of a pod spec.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// The kind of the object carrying the pod spec (`Pod`, `Deployment`, `CronJob` ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The pod's service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// The pod shares the node's network namespace.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_network: bool,
+    /// The pod shares the node's PID namespace.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_pid: bool,
+    /// The pod shares the node's IPC namespace.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_ipc: bool,
+    /// At least one container (init, regular or ephemeral) is privileged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    /// Union of the capabilities added by any container, upper case without `CAP_`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities_added: Vec<String>,
+    /// Host paths mounted into the pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_paths: Vec<HostPath>,
+    /// Images of all containers, in spec order, without repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Per-container facts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<WorkloadContainer>,
+}
+
+/// A host path mounted into a workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostPath {
+    /// The path on the node.
+    pub path: String,
+    /// True only when every mount of it is read-only.
+    pub read_only: bool,
+}
+
+/// Security facts of one container of a workload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadContainer {
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `init`, `ephemeral`, or absent for a regular container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `securityContext.privileged`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    /// `securityContext.allowPrivilegeEscalation` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_privilege_escalation: Option<bool>,
+    /// Runs as uid 0 explicitly (`runAsUser: 0` or `runAsNonRoot: false`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub run_as_root: bool,
+    /// Capabilities added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities_added: Vec<String>,
+}
+
+/// The container concerned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    /// Runtime container id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Container name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Image reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image id or digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// `docker`, `containerd` ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// The pod it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRef>,
+    /// Runtime labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A pod reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodRef {
+    /// Namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pod name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Pod uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// The process concerned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    /// The command line, arguments joined by spaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+    /// The arguments, the program first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Whether a terminal was requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
+    /// Runtime exec id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_id: Option<String>,
+    /// The user it runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A container log line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `stdout` or `stderr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// The message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// True when the message was cut at the configured cap.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub partial: bool,
+    /// The file it was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Byte offset of the record in that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// A detection rule that fired.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Detection {
+    /// Short stable rule name, e.g. `container.privileged`.
+    pub rule: String,
+    /// The Sigma rule id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Rule title.
+    pub title: String,
+    /// Level on Wazuh's 0–15 scale.
+    pub level: u8,
+    /// Sigma severity.
+    pub severity: Severity,
+    /// MITRE ATT&CK technique ids, e.g. `T1610`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mitre: Vec<String>,
+    /// The rule's other tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Sigma severity levels.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Informational.
+    #[default]
+    Informational,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+impl Severity {
+    /// The serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Informational => "informational",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The Wazuh level a rule of this severity gets unless it sets its own.
+    pub fn default_level(self) -> u8 {
+        match self {
+            Severity::Informational => 3,
+            Severity::Low => 5,
+            Severity::Medium => 8,
+            Severity::High => 12,
+            Severity::Critical => 14,
+        }
+    }
+}
+
+/// The original record. Kept as the exact bytes read when nothing had to be redacted or
+/// trimmed, so the common case costs no re-serialization.
+#[derive(Debug, Clone)]
+pub enum Raw {
+    /// The record verbatim (valid JSON).
+    Verbatim(Box<RawValue>),
+    /// The record after redaction or trimming.
+    Value(serde_json::Value),
+}
+
+impl Raw {
+    /// The record as a JSON value (parses a verbatim record).
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            Raw::Verbatim(raw) => {
+                serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null)
+            }
+            Raw::Value(v) => v.clone(),
+        }
+    }
+}
+
+impl PartialEq for Raw {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_value() == other.to_value()
+    }
+}
+
+impl Serialize for Raw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Raw::Verbatim(raw) => raw.serialize(s),
+            Raw::Value(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(Raw::Value)
+    }
+}
+
+impl JsonSchema for Raw {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Raw".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The original record, Secret data redacted, oversize objects trimmed.",
+            "type": "object"
+        })
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A stable event id: a 128-bit hash of the source, the origin (a file fingerprint, an
+/// endpoint) and the position of the record in it, as 32 hex digits. `index` tells apart
+/// several events carried by one record (an `EventList` line).
+pub fn event_id(source: Source, origin: &str, position: u64, index: u32) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(source.as_str().as_bytes());
+    h.update(&[0]);
+    h.update(origin.as_bytes());
+    h.update(&[0]);
+    h.update(&position.to_le_bytes());
+    h.update(&index.to_le_bytes());
+    format!("{:032x}", h.digest128())
+}
+
+/// The JSON Schema of [`Event`], as committed in `schema/vigil.event.v1.json`.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Event)).unwrap_or_default();
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert(
+            "$id".into(),
+            serde_json::Value::String("https://vigil.dev/schema/vigil.event.v1.json".into()),
+        );
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed_schema_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/vigil.event.v1.json")
+    }
+
+    /// The committed schema is what consumers validate against; it must be regenerated
+    /// (`vigil-agent schema > schema/vigil.event.v1.json`) whenever the types change.
+    #[test]
+    fn committed_schema_matches_types() {
+        let committed = std::fs::read_to_string(committed_schema_path())
+            .expect("schema/vigil.event.v1.json is missing: run `vigil-agent schema`");
+        let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
+        assert_eq!(
+            committed,
+            json_schema(),
+            "schema/vigil.event.v1.json drifted from the Rust types: regenerate it with \
+             `cargo run -p vigil-agent -- schema > schema/vigil.event.v1.json`"
+        );
+    }
+
+    #[test]
+    fn absent_facts_are_omitted_not_null() {
+        let ev = Event {
+            id: "00".into(),
+            time: "2024-01-01T00:00:00.000000000Z".into(),
+            ingest_time: "2024-01-01T00:00:00.000000000Z".into(),
+            action: "get".into(),
+            ..Event::default()
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        assert!(!text.contains("null"), "{text}");
+        assert!(!text.contains("actor"), "{text}");
+        assert!(text.starts_with(r#"{"schema":"vigil.event/v1","#), "{text}");
+    }
+
+    #[test]
+    fn event_ids_are_stable_and_distinct() {
+        let a = event_id(Source::K8sAudit, "f1", 10, 0);
+        assert_eq!(a, event_id(Source::K8sAudit, "f1", 10, 0));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, event_id(Source::K8sAudit, "f1", 10, 1));
+        assert_ne!(a, event_id(Source::K8sAudit, "f1", 11, 0));
+        assert_ne!(a, event_id(Source::Docker, "f1", 10, 0));
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let ev = Event {
+            id: "ab".into(),
+            time: "t".into(),
+            ingest_time: "t".into(),
+            action: "create".into(),
+            outcome: Outcome::Success,
+            workload: Some(Workload {
+                privileged: true,
+                host_paths: vec![HostPath {
+                    path: "/".into(),
+                    read_only: false,
+                }],
+                ..Workload::default()
+            }),
+            raw: Some(Raw::Value(serde_json::json!({"verb":"create"}))),
+            ..Event::default()
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, ev);
+    }
+}
