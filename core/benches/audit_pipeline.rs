@@ -56,6 +56,7 @@ fn main() {
         rules.rules().len()
     );
 
+    let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
     let (t_dom, _) = best(rounds, || {
         let mut n = 0;
         for l in &lines {
@@ -65,6 +66,71 @@ fn main() {
         }
         n
     });
+
+    let (t_parse, _) = best(rounds, || {
+        let mut records = Vec::with_capacity(1);
+        let ingest = vigil_core::timestamp::now();
+        let mut n = 0;
+        for l in &lines {
+            records.clear();
+            let _ = parser.parse_line(
+                l,
+                Position {
+                    origin: "bench",
+                    offset: 0,
+                },
+                &ingest,
+                &mut records,
+            );
+            n += records.len();
+            black_box(&records);
+        }
+        n
+    });
+
+    if std::env::var_os("VIGIL_BENCH_PARSE_ONLY").is_some() {
+        println!("parse only: {:.0} events/s", rate(lines.len(), t_parse));
+        return;
+    }
+    let mut parsed = Vec::with_capacity(lines.len());
+    for l in &lines {
+        let _ = parser.parse_line(
+            l,
+            Position {
+                origin: "bench",
+                offset: 0,
+            },
+            "t",
+            &mut parsed,
+        );
+    }
+    let (t_rules, _) = best(rounds, || {
+        let mut n = 0;
+        for r in &parsed {
+            n += rules.detect(&r.event, Some(&r.audit)).len();
+        }
+        black_box(n);
+        parsed.len()
+    });
+    if std::env::var_os("VIGIL_BENCH_PER_RULE").is_some() {
+        for (file, text) in vigil_core::detect::BUILTIN_RULES {
+            let only =
+                RuleSet::from_documents(&[((*file).to_owned(), (*text).to_owned())]).expect("rule");
+            let (t, _) = best(rounds, || {
+                let mut n = 0;
+                for r in &parsed {
+                    n += only.detect(&r.event, Some(&r.audit)).len();
+                }
+                black_box(n)
+            });
+            println!(
+                "  {:<40} {:>8.0} ns/event",
+                file,
+                t.as_nanos() as f64 / parsed.len() as f64
+            );
+        }
+    }
+    drop(parsed);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -103,7 +169,6 @@ fn main() {
         out.events as usize
     });
 
-    let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
     let dom = rate(lines.len(), t_dom);
     let full = rate(events, t_full);
     println!(
@@ -115,6 +180,18 @@ fn main() {
         "bare serde_json DOM parse",
         dom,
         bytes / t_dom.as_secs_f64() / 1e6
+    );
+    println!(
+        "{:<48} {:>12.0} {:>10.1}",
+        "parse+normalize+redact, no rules",
+        rate(lines.len(), t_parse),
+        bytes / t_parse.as_secs_f64() / 1e6
+    );
+    println!(
+        "{:<48} {:>12.0} {:>10.1}",
+        "all rules alone, on parsed events",
+        rate(lines.len(), t_rules),
+        bytes / t_rules.as_secs_f64() / 1e6
     );
     println!(
         "{:<48} {:>12.0} {:>10.1}",

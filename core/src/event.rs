@@ -493,11 +493,12 @@ impl Severity {
 }
 
 /// The original record. Kept as the exact bytes read when nothing had to be redacted or
-/// trimmed, so the common case costs no re-serialization.
+/// trimmed, so the common case costs no re-serialization; only an output that serializes
+/// the event checks the bytes again (they were parsed as one JSON document when read).
 #[derive(Debug, Clone)]
 pub enum Raw {
-    /// The record verbatim (valid JSON).
-    Verbatim(Box<RawValue>),
+    /// The record verbatim: one JSON document.
+    Verbatim(Box<[u8]>),
     /// The record after redaction or trimming.
     Value(serde_json::Value),
 }
@@ -506,8 +507,8 @@ impl Raw {
     /// The record as a JSON value (parses a verbatim record).
     pub fn to_value(&self) -> serde_json::Value {
         match self {
-            Raw::Verbatim(raw) => {
-                serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null)
+            Raw::Verbatim(bytes) => {
+                serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
             }
             Raw::Value(v) => v.clone(),
         }
@@ -523,7 +524,12 @@ impl PartialEq for Raw {
 impl Serialize for Raw {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Raw::Verbatim(raw) => raw.serialize(s),
+            Raw::Verbatim(bytes) => {
+                let text = std::str::from_utf8(bytes).map_err(serde::ser::Error::custom)?;
+                let raw: &RawValue =
+                    serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
+                raw.serialize(s)
+            }
             Raw::Value(v) => v.serialize(s),
         }
     }

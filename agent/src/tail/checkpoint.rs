@@ -77,6 +77,17 @@ struct Entry {
     last_seen: u64,
 }
 
+/// What the checkpoint says about a file it no longer follows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Saved {
+    pub(crate) slot: u64,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    pub(crate) fingerprint: Option<Fingerprint>,
+    /// Where reading would resume: the acknowledged offset.
+    pub(crate) offset: u64,
+}
+
 #[derive(Default)]
 struct State {
     entries: HashMap<u64, Entry>,
@@ -142,11 +153,19 @@ impl Checkpointer {
     pub fn persist(&self) -> Result<(), TailError> {
         let _writer = lock(&self.inner.write);
         let now = unix_now();
-        let mut files: Vec<DiskEntry> = lock(&self.inner.state)
+        let mut entries: Vec<(u64, Entry)> = lock(&self.inner.state)
             .entries
-            .values()
-            .map(|e| DiskEntry {
-                path: e.path.clone(),
+            .iter()
+            .map(|(slot, e)| (*slot, e.clone()))
+            .collect();
+        // Slots are handed out in the order files are first followed (or
+        // recovered), so within one path this lists the oldest file first.
+        // Startup recovery relies on that order (see `saved`).
+        entries.sort_by(|(a_slot, a), (b_slot, b)| (&a.path, a_slot).cmp(&(&b.path, b_slot)));
+        let files: Vec<DiskEntry> = entries
+            .into_iter()
+            .map(|(_, e)| DiskEntry {
+                path: e.path,
                 dev: e.dev,
                 ino: e.ino,
                 fingerprint: e.fingerprint.map(|fp| DiskFingerprint {
@@ -157,7 +176,6 @@ impl Checkpointer {
                 last_seen: if e.tracked { now } else { e.last_seen },
             })
             .collect();
-        files.sort_by(|a, b| (&a.path, a.dev, a.ino).cmp(&(&b.path, b.dev, b.ino)));
         let disk = DiskCheckpoint {
             version: CHECKPOINT_VERSION,
             files,
@@ -221,6 +239,45 @@ impl Checkpointer {
             .entries
             .values()
             .any(|e| e.path == path)
+    }
+
+    /// The entries of `path` not currently followed (at startup: every entry
+    /// of the path read from the checkpoint file), oldest file first.
+    pub(crate) fn saved(&self, path: &str) -> Vec<Saved> {
+        let state = lock(&self.inner.state);
+        let mut saved: Vec<Saved> = state
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.tracked && e.path == path)
+            .map(|(slot, e)| Saved {
+                slot: *slot,
+                dev: e.dev,
+                ino: e.ino,
+                fingerprint: e.fingerprint,
+                offset: e.delivered,
+            })
+            .collect();
+        saved.sort_unstable_by_key(|s| s.slot);
+        saved
+    }
+
+    /// Whether any entry, of any path, has this fingerprint: the same file,
+    /// or a copy of one.
+    pub(crate) fn knows(&self, fingerprint: Fingerprint) -> bool {
+        lock(&self.inner.state)
+            .entries
+            .values()
+            .any(|e| e.fingerprint == Some(fingerprint))
+    }
+
+    /// Moves the entry in `slot` behind every existing one, keeping its
+    /// content, so that its place in the age order of its path's entries
+    /// stays right when files older than it are re-registered.
+    pub(crate) fn requeue(&self, slot: u64) {
+        let mut state = lock(&self.inner.state);
+        if let Some(entry) = state.entries.remove(&slot) {
+            state.insert(entry);
+        }
     }
 
     /// Finds the entry of a file not currently followed that has this
@@ -457,8 +514,13 @@ fn read_entries(path: &Path) -> Result<Vec<Entry>, TailError> {
         })
         .collect::<Result<Vec<_>, TailError>>()?;
     if entries.len() > MAX_CHECKPOINT_ENTRIES {
-        entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.last_seen));
-        entries.truncate(MAX_CHECKPOINT_ENTRIES);
+        // Keep the most recently seen, but in file order: the order of a
+        // path's entries is the age order of its files.
+        let mut ranked: Vec<(usize, Entry)> = entries.into_iter().enumerate().collect();
+        ranked.sort_by_key(|(i, e)| (std::cmp::Reverse(e.last_seen), *i));
+        ranked.truncate(MAX_CHECKPOINT_ENTRIES);
+        ranked.sort_by_key(|(i, _)| *i);
+        entries = ranked.into_iter().map(|(_, e)| e).collect();
     }
     Ok(entries)
 }

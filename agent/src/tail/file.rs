@@ -144,6 +144,11 @@ impl TrackedFile {
         })
     }
 
+    /// Where the next read starts.
+    pub(crate) fn position(&self) -> u64 {
+        self.read_pos
+    }
+
     /// Reads complete lines into `cx.out` until the file's end, the batch
     /// limit, or `budget` bytes (which it decreases).
     pub(crate) fn read<O: TailObserver>(
@@ -162,7 +167,7 @@ impl TrackedFile {
         cx: &mut ReadCx<'_, O>,
         budget: &mut usize,
     ) -> io::Result<Outcome> {
-        if !self.check_identity(cx)? {
+        if !self.check_identity(cx.path, cx.observer, cx.checkpointer)? {
             return Ok(Outcome::AtEnd);
         }
         while *budget > 0 {
@@ -197,10 +202,20 @@ impl TrackedFile {
 
     /// Makes sure the file still holds the content we were reading, and that
     /// it has a fingerprint. Returns whether it can be read.
-    fn check_identity<O: TailObserver>(&mut self, cx: &mut ReadCx<'_, O>) -> io::Result<bool> {
+    ///
+    /// Called before every read, and on every look at the path for files
+    /// waiting behind older ones too: the checkpoint entry must identify a
+    /// file by its current content even before it is read, since a file
+    /// rotated away before a restart is found again only by that identity.
+    pub(crate) fn check_identity<O: TailObserver>(
+        &mut self,
+        path: &Path,
+        observer: &mut O,
+        checkpointer: &Checkpointer,
+    ) -> io::Result<bool> {
         let size = self.file.metadata()?.len();
         if size < self.read_pos {
-            self.restart_from_zero(cx, size, true);
+            self.restart_from_zero(path, observer, checkpointer, size, true);
         } else if let Some(fingerprint) = self.fingerprint
             && !fingerprint.matches_file(&self.file)?
         {
@@ -208,34 +223,35 @@ impl TrackedFile {
             // past our offset before we looked, which the size cannot show.
             // Checked on every pass, not only on growth, so content that
             // ends exactly at the old offset is not left unread.
-            self.restart_from_zero(cx, size, self.read_pos > 0);
+            let report = self.read_pos > 0;
+            self.restart_from_zero(path, observer, checkpointer, size, report);
         }
         if self.fingerprint.is_none() {
             let Some(fingerprint) = Fingerprint::of_file(&self.file)? else {
                 return Ok(false);
             };
             self.fingerprint = Some(fingerprint);
-            self.id = cx
-                .checkpointer
-                .restart(self.slot, Some(fingerprint), self.read_pos);
+            self.id = checkpointer.restart(self.slot, Some(fingerprint), self.read_pos);
         }
         Ok(true)
     }
 
     fn restart_from_zero<O: TailObserver>(
         &mut self,
-        cx: &mut ReadCx<'_, O>,
+        path: &Path,
+        observer: &mut O,
+        checkpointer: &Checkpointer,
         size: u64,
         report: bool,
     ) {
         if report {
-            cx.observer.file_truncated(cx.path, self.read_pos, size);
+            observer.file_truncated(path, self.read_pos, size);
         }
-        self.drop_partial(cx.path, cx.observer);
+        self.drop_partial(path, observer);
         self.read_pos = 0;
         self.lines.reset(0, false);
         self.fingerprint = None;
-        self.id = cx.checkpointer.restart(self.slot, None, 0);
+        self.id = checkpointer.restart(self.slot, None, 0);
     }
 
     fn drop_partial<O: TailObserver>(&self, path: &Path, observer: &mut O) {

@@ -1,6 +1,6 @@
 //! A file tail engine: follows a few exact file paths across rotation,
-//! truncation and restarts, and yields complete lines with their byte
-//! positions. It is written in the style of Vector's `file-source` crate but
+//! truncation and restarts (including rotations while it was stopped), and
+//! yields complete lines with their byte positions. It is written in the style of Vector's `file-source` crate but
 //! is much smaller.
 //!
 //! The engine knows nothing about the Kubernetes audit log or about metrics.
@@ -42,7 +42,9 @@
 //! first, then closed, and only then is the new file read, from offset 0. A
 //! path that vanishes with no successor keeps its last file open (one
 //! descriptor per path), so late writes through a writer's still-open
-//! descriptor are not lost.
+//! descriptor are not lost. Files renamed away before a restart are found
+//! again in the path's directory when the tailer starts (see [Recovering
+//! rotated files](#recovering-rotated-files-at-startup)).
 //!
 //! If a file shrinks below the read offset (`copytruncate`, `> file`), or its
 //! first line changes under us (see below), reading restarts at 0 and
@@ -70,10 +72,13 @@
 //!   inode match, and device or path match (device numbers of some file
 //!   systems change across reboots). A reused inode holding new content has a
 //!   different first line, so it is read from 0 instead of from a stale offset.
-//! * At run time, on every pass over a file, its first fingerprinted bytes
-//!   are read again (one read of at most [`FINGERPRINT_BYTES`]) and compared.
-//!   That catches a truncation followed by growth to or past the old offset
-//!   before the tailer looked, which the size alone cannot show.
+//! * At run time, on every look at a path, every open file of it has its
+//!   size checked and its first fingerprinted bytes read again (one read of
+//!   at most [`FINGERPRINT_BYTES`]) and compared, including rotated files
+//!   waiting to be read. That catches a truncation followed by growth to or
+//!   past the old offset before the tailer looked, which the size alone
+//!   cannot show, and keeps every checkpoint entry naming its file's current
+//!   content, which recovery after a restart relies on.
 //!
 //! Hashing the first line rather than a fixed byte count means a short first
 //! line is enough to identify a file (an audit log event is one long line with
@@ -95,7 +100,9 @@
 //! ```
 //!
 //! `fingerprint` is `null` for a file seen but not fingerprinted yet; `offset`
-//! is always the end of an acknowledged line (or the start position). The file
+//! is always the end of an acknowledged line (or the start position). The
+//! entries of one path are listed oldest file first; recovery relies on that
+//! order to know which file was last at the path. The file
 //! is written to `<name>.tmp` in the same directory, fsync'd, renamed over the
 //! old one, and the directory is fsync'd, so a crash leaves either the old or
 //! the new checkpoint. A corrupt or unknown-version file is reported through
@@ -106,21 +113,77 @@
 //! A file with no matching entry is read from offset 0 if the checkpoint knows
 //! the path (the file was replaced while we were down), and from
 //! [`TailConfig::start_at`] only if the path is new to the checkpoint. Files
-//! that appear later, while running, are always read from 0.
+//! that appear later, while running, are always read from 0. Before the file
+//! at the path, rotated files of the path are recovered, as described next.
+//!
+//! # Recovering rotated files at startup
+//!
+//! A file renamed away from its path (rotated) is still read after a restart
+//! if it stayed in the path's directory: the rest of a file the tailer had
+//! not finished reading or that the consumer had not acknowledged, late
+//! writes through a writer's kept descriptor, and files that came to the path
+//! and were rotated away while the tailer was stopped. For kube-apiserver
+//! this is `audit.log` renamed to `audit-2024-05-02T10-15-30.123.log`; for
+//! logrotate, `audit.log.1`, `audit.log.2`, ... (compressed ones cannot be
+//! read). [`Tailer::new`] looks for them once per path:
+//!
+//! * Only when the checkpoint has an entry of the path whose inode is no
+//!   longer at the path; then the directory is listed, looking at no more
+//!   than [`MAX_RECOVERY_SCAN_ENTRIES`] entries. Candidates are regular files
+//!   (not symbolic links) whose names start with the path's stem (the file
+//!   name without its last extension: `audit` for `audit.log`), other than
+//!   the path itself, not with a compression extension (`.gz`, `.bz2`,
+//!   `.xz`, `.zst`, `.lz4`, `.zip`, ...), and not the file now at any
+//!   followed path.
+//! * A checkpointed file is recognized by inode and fingerprint (the device
+//!   may differ, as for resuming). If it changed since (grew past its
+//!   acknowledged offset, or shrank) it is opened and read from that offset
+//!   as usual, so its lines carry the same fingerprint and offsets as before
+//!   the restart (hence the same event ids), and acks for them commit its
+//!   entry, which is recognized again after another restart. A file with
+//!   nothing new keeps its entry and is not opened.
+//! * The path's newest entry (the file at the path when the checkpoint was
+//!   written) is also recognized by device, inode and a *rotated name* if
+//!   its fingerprint differs or was not taken (first line incomplete): it was
+//!   written or rewritten after the checkpoint, and is read from 0.
+//! * If that newest file was found renamed, the files the path held after it
+//!   are read too, from 0: candidates with a rotated name of the path, a
+//!   modification time no earlier than the newest file's, a complete first
+//!   line, and a fingerprint no checkpoint entry has (so neither a followed
+//!   file nor a copy of one is read again). A *rotated name* is the path's
+//!   file name or stem followed by `.`, `-` or `_` and a digit:
+//!   `audit.log.1`, `audit.log-20240502`, `audit-2024-05-02T10-15-30.123.log`,
+//!   but not `audit-extra.log` or `audit.log.old`. A name that is a rotated
+//!   name of several followed paths of the directory goes to the one with the
+//!   longest matching name part (`audit-2-2024….log` to `audit-2.log`, not
+//!   `audit.log`); on a tie, to none.
+//! * Recovered files are read oldest first, all before the file now at the
+//!   path (as for a rotation seen while running), and closed when read to
+//!   their end: checkpointed files in the order of their entries, then the
+//!   others by modification time (ties: logrotate's `.N` numbers downwards,
+//!   then by name). At most [`MAX_RECOVERED_FILES_PER_PATH`] per path are
+//!   opened, the oldest.
+//!
+//! Each recovered file is reported through
+//! [`TailObserver::rotated_file_recovered`], and a bound that was hit through
+//! [`TailObserver::recovery_limited`].
+//!
+//! # Guarantees and limits
 //!
 //! Guarantees, given that the consumer acks each file's lines in order:
 //!
 //! * Every complete line of a followed file is emitted, in file order, older
 //!   (rotated) files of a path before newer ones; none is emitted twice by one
 //!   [`Tailer`], and none in two pieces.
-//! * The crash window: after a crash (or any restart), the lines of the file
-//!   at the path after its last *persisted* ack are emitted again; nothing
-//!   else is. Persist often to keep the window small; acked but unpersisted
-//!   lines are part of it.
+//! * The crash window: after a crash (or any restart), the lines after the
+//!   last *persisted* ack of each file resumed (the file at the path and the
+//!   recovered rotated files) are emitted again; nothing else is. Persist
+//!   often to keep the window small; acked but unpersisted lines are part of
+//!   it.
 //!
 //! `model_tests.rs` checks these guarantees and the limits below against a
-//! model, on random sequences of appends, partial lines, rotations,
-//! truncations, deletions, restarts and crashes.
+//! model, on random sequences of appends, partial lines, rotations (while
+//! running and while stopped), truncations, deletions, restarts and crashes.
 //!
 //! Inherent limits (documented, not bugs):
 //!
@@ -128,14 +191,39 @@
 //!   (for `copytruncate`: between the copy and the truncate) are lost; so is
 //!   an unterminated last line when its file is rotated or truncated (reported
 //!   through [`TailObserver::partial_line_dropped`]).
-//! * Only exact paths are followed. A rotated file is drained while this
-//!   tailer holds it, but after a restart it is no longer found: its
-//!   unacknowledged or unread rest is lost. Rotations while the agent is down
-//!   lose the unread rest of the rotated file the same way.
-//! * A file that appears and is rotated away between two looks at the path is
-//!   never seen. Looks happen on every notify event and every poll interval.
-//!   So is one rotated away while [`MAX_FILES_PER_PATH`] older files of its
-//!   path still wait to be drained.
+//! * Across a restart, the unread or unacknowledged rest of a rotated file is
+//!   lost if, when the tailer starts, the file is no longer a regular,
+//!   uncompressed file in the path's directory: deleted, compressed (for
+//!   example rotated twice, `audit.log` → `.1` → `.2.gz`, while the tailer
+//!   was stopped), moved to another directory, or replaced by a copy (a new
+//!   inode). If it was the newest file of its path, the files that came to
+//!   the path after it while the tailer was stopped are lost too: nothing
+//!   tells where they start. So are they when the checkpoint had no entry of
+//!   the path (first start, or a corrupt checkpoint).
+//! * Files that came and went at the path while the tailer was stopped are
+//!   also lost when their names are not rotated names of the path (a
+//!   `dateformat` without a digit right after the separator, `audit.log.old`),
+//!   when they were last modified before the newest checkpointed file (a
+//!   writer's clock going back, or writes through a descriptor kept on the
+//!   newest file after they were written), when they have no complete first
+//!   line, or when their first line equals that of a file the checkpoint
+//!   knows. A copy of such a file under a rotated name is read as well
+//!   (logrotate's `copy` mode is not supported across restarts).
+//! * A rotated file that is not the newest of its path is recognized only by
+//!   its checkpointed fingerprint: it is lost across a restart if its
+//!   content was rewritten after the checkpoint, or if its first line was
+//!   completed after the tailer's last look before the checkpoint was
+//!   written. Entries of files read to their end are dropped after
+//!   [`CHECKPOINT_RETENTION`]; late writes to such a file after that are
+//!   lost.
+//! * Recovery bounds: rotated files past the first
+//!   [`MAX_RECOVERY_SCAN_ENTRIES`] directory entries (in the file system's
+//!   order) are not found, and beyond [`MAX_RECOVERED_FILES_PER_PATH`] files
+//!   to recover for one path the newest are not read; both are reported.
+//! * While running, a file that appears and is rotated away between two looks
+//!   at the path is never seen. Looks happen on every notify event and every
+//!   poll interval. So is one rotated away while [`MAX_FILES_PER_PATH`]
+//!   older files of its path still wait to be drained.
 //! * A truncation racing with a read, with the file regrown past the old
 //!   offset, can yield one line made of new bytes read from the old offset.
 //! * Configured paths must not be rotation targets of each other (for example
@@ -150,7 +238,10 @@
 //!   the rest of a longer line is skipped while scanning for its newline;
 //! * one read buffer of [`READ_CHUNK_BYTES`] per tailer, and at most
 //!   [`TailConfig::read_budget_bytes`] read from one path per pass;
-//! * at most [`MAX_FILES_PER_PATH`] open files per path;
+//! * at most [`MAX_FILES_PER_PATH`] open files per path, of which at most
+//!   [`MAX_RECOVERED_FILES_PER_PATH`] recovered at startup, found by looking
+//!   at no more than [`MAX_RECOVERY_SCAN_ENTRIES`] directory entries per
+//!   path;
 //! * at most [`MAX_CHECKPOINT_ENTRIES`] checkpoint entries, a checkpoint file of
 //!   at most [`MAX_CHECKPOINT_FILE_BYTES`], and entries of files no longer
 //!   followed are pruned after [`CHECKPOINT_RETENTION`];
@@ -168,6 +259,7 @@ mod file;
 mod fingerprint;
 mod lines;
 mod observer;
+mod recover;
 mod tailer;
 mod watch;
 
@@ -190,6 +282,7 @@ pub use checkpoint::{
 pub use error::TailError;
 pub use fingerprint::FINGERPRINT_BYTES;
 pub use observer::TailObserver;
+pub use recover::{MAX_RECOVERED_FILES_PER_PATH, MAX_RECOVERY_SCAN_ENTRIES, RecoveryLimit};
 pub use tailer::{MAX_FILES_PER_PATH, READ_CHUNK_BYTES, Tailer};
 
 /// Where to start reading a file that the checkpoint knows nothing about.

@@ -7,16 +7,24 @@
 //!   is rotated, deleted or truncated before it is completed;
 //! * a truncation (`copytruncate`, or truncate and regrow before the tailer
 //!   looks) loses the lines of the file the tailer had not read yet;
-//! * a restart loses the unread rest of rotated files (only exact paths are
-//!   followed), and replays nothing else;
+//! * a restart (after acking and persisting) loses nothing of the files still
+//!   in the directory, whether at the path or rotated away by rename (also
+//!   while the tailer is stopped), and replays nothing; files deleted before
+//!   it lose their unread rest;
 //! * a crash (restart without acking the last lines) additionally replays the
-//!   unacked lines still in the file at the path, and nothing else.
+//!   unacked lines of those files, and nothing else.
+//!
+//! Rotation renames logrotate-style (`a.log.2` -> `a.log.3`, `a.log.1` ->
+//! `a.log.2`, `a.log` -> `a.log.1`), so rotated files keep their inode under
+//! changing names; while stopped, files may come and be rotated away without
+//! the tailer ever seeing them.
 //!
 //! The harness reads once after every operation (with a random batch size,
 //! and a small read budget so reads stop mid-line), so the engine has looked
 //! at every file before it is rotated away; files rotated away unseen are an
 //! inherent loss that the model does not cover.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -41,7 +49,7 @@ enum Op {
     AppendPartial,
     /// Terminate the pending partial line.
     CompletePartial,
-    /// `mv a.log a.log.1 && touch a.log`.
+    /// `mv a.log.N a.log.N+1 ... && mv a.log a.log.1 && touch a.log`.
     Rotate,
     /// `cp a.log a.log.1 && truncate -s0 a.log`.
     CopyTruncate,
@@ -53,6 +61,15 @@ enum Op {
     Restart,
     /// Ack all but the last few lines read, persist, start a new tailer.
     Crash(u8),
+    /// Like `Crash`, but while the tailer is stopped append lines to the
+    /// file at the path, then rotate it away `rotations` times, appending
+    /// `lines` lines to each new file.
+    RotateWhileStopped {
+        unacked: u8,
+        before: u8,
+        rotations: u8,
+        lines: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -67,6 +84,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::DeleteRecreate),
         1 => Just(Op::Restart),
         1 => (0u8..=5).prop_map(Op::Crash),
+        1 => (0u8..=5, 0u8..=2, 1u8..=3, 0u8..=2).prop_map(|(unacked, before, rotations, lines)| {
+            Op::RotateWhileStopped { unacked, before, rotations, lines }
+        }),
     ]
 }
 
@@ -83,10 +103,15 @@ struct Harness {
     _dir: TempDir,
     cfg: TailConfig,
     path: PathBuf,
-    tailer: Tailer<Recorder>,
+    /// `None` only while stopped.
+    tailer: Option<Tailer<Recorder>>,
     seq: u64,
     /// Changes whenever the content at the path is replaced or truncated.
     generation: u64,
+    /// Generations rotated away by rename: still in the directory.
+    rotated: HashSet<u64>,
+    /// How many `a.log.N` there are.
+    numbered: u32,
     partial: Option<Vec<u8>>,
     /// Everything the engine must emit, in order; `delivered` of them were.
     expected: Vec<Expected>,
@@ -113,9 +138,11 @@ impl Harness {
             _dir: dir,
             cfg,
             path,
-            tailer,
+            tailer: Some(tailer),
             seq: 0,
             generation: 0,
+            rotated: HashSet::new(),
+            numbered: 0,
             partial: None,
             expected: Vec::new(),
             delivered: 0,
@@ -198,12 +225,7 @@ impl Harness {
                     self.expect(line);
                 }
             }
-            Op::Rotate => {
-                fs::rename(&self.path, self.path.with_extension("log.1")).unwrap();
-                File::create(&self.path).unwrap();
-                self.partial = None;
-                self.generation += 1;
-            }
+            Op::Rotate => self.rotate(),
             Op::CopyTruncate => {
                 // A fresh name: copying over a rotated file the tailer still
                 // drains would rewrite that file under it.
@@ -226,37 +248,75 @@ impl Harness {
                 self.partial = None;
                 self.generation += 1;
             }
-            Op::Restart => self.restart(0),
-            Op::Crash(unacked) => self.restart(usize::from(unacked)),
+            Op::Restart => self.restart(0, |_| {}),
+            Op::Crash(unacked) => self.restart(usize::from(unacked), |_| {}),
+            Op::RotateWhileStopped {
+                unacked,
+                before,
+                rotations,
+                lines,
+            } => self.restart(usize::from(unacked), |h| {
+                for i in 0..before {
+                    h.write_line(usize::from(i) * 3);
+                }
+                for _ in 0..rotations {
+                    h.rotate();
+                    for i in 0..lines {
+                        h.write_line(usize::from(i) * 3);
+                    }
+                }
+            }),
         }
         Ok(())
     }
 
-    /// Acks all emitted lines but the last `unacked`, persists, and replaces
-    /// the tailer, as a crash right after the persist would.
-    fn restart(&mut self, unacked: usize) {
+    fn rotate(&mut self) {
+        let numbered = |n: u32| self.path.with_extension(format!("log.{n}"));
+        for n in (1..=self.numbered).rev() {
+            fs::rename(numbered(n), numbered(n + 1)).unwrap();
+        }
+        fs::rename(&self.path, numbered(1)).unwrap();
+        File::create(&self.path).unwrap();
+        self.numbered += 1;
+        self.partial = None;
+        self.rotated.insert(self.generation);
+        self.generation += 1;
+    }
+
+    fn tailer(&mut self) -> &mut Tailer<Recorder> {
+        self.tailer.as_mut().unwrap()
+    }
+
+    /// Acks all emitted lines but the last `unacked`, persists, and stops
+    /// the tailer, as a crash right after the persist would; runs `stopped`
+    /// and starts a new tailer.
+    fn restart(&mut self, unacked: usize, stopped: impl FnOnce(&mut Self)) {
         let keep = unacked.min(self.unacked.len());
         let acked = self.unacked.len() - keep;
-        let checkpointer = self.tailer.checkpointer();
+        let checkpointer = self.tailer().checkpointer();
         for line in &self.unacked[..acked] {
             checkpointer.ack(line.file, line.end);
         }
         checkpointer.persist().unwrap();
-        // The new tailer resumes the file at the path after its last acked
-        // line: it emits again the unacked lines still in that file, then the
-        // rest of it. Rotated files are not found again.
+        self.tailer = None;
+        // The new tailer resumes every file of the checkpoint still in the
+        // directory (at the path or rotated away) after its last acked line:
+        // it emits again their unacked lines, then the rest, oldest file
+        // first. Deleted files and truncated content are gone.
         let current = self.generation;
         let replay_from = self.delivered - keep;
         let replayed: Vec<Expected> = self.expected[replay_from..]
             .iter()
-            .filter(|e| e.generation == current)
+            .filter(|e| e.generation == current || self.rotated.contains(&e.generation))
             .cloned()
             .collect();
         self.expected.truncate(self.delivered);
         self.expected.extend(replayed);
         self.unacked.clear();
-        let tailer = Tailer::new(self.cfg.clone(), Recorder::default()).unwrap();
-        self.tailer = tailer;
+        // Files written and rotated now were never seen; they come after
+        // the ones above, which is the order their lines are expected in.
+        stopped(self);
+        self.tailer = Some(Tailer::new(self.cfg.clone(), Recorder::default()).unwrap());
     }
 
     fn check(&mut self, lines: Vec<Line>) -> Result<(), TestCaseError> {
@@ -282,7 +342,7 @@ impl Harness {
     }
 
     fn read(&mut self, max_lines: usize) -> Result<(), TestCaseError> {
-        let lines = self.tailer.read_batch(max_lines, Duration::ZERO);
+        let lines = self.tailer().read_batch(max_lines, Duration::ZERO);
         self.check(lines)
     }
 
@@ -297,10 +357,10 @@ impl Harness {
                     .map(|e| String::from_utf8_lossy(&e.bytes).into_owned())
                     .collect::<Vec<_>>()
             );
-            let lines = self.tailer.read_batch(64, Duration::from_millis(10));
+            let lines = self.tailer().read_batch(64, Duration::from_millis(10));
             self.check(lines)?;
         }
-        let lines = self.tailer.read_batch(64, Duration::from_millis(5));
+        let lines = self.tailer().read_batch(64, Duration::from_millis(5));
         self.check(lines)
     }
 }
@@ -331,7 +391,7 @@ proptest! {
 }
 
 #[test]
-fn model_crash_replays_only_unacked_lines_of_the_current_file() {
+fn model_crash_replays_unacked_lines_of_rotated_and_current_files() {
     let steps = [
         (Op::Append(3), 6),
         (Op::Rotate, 1),
@@ -340,4 +400,25 @@ fn model_crash_replays_only_unacked_lines_of_the_current_file() {
         (Op::Append(1), 6),
     ];
     run(1, &steps).unwrap();
+}
+
+#[test]
+fn model_rotations_while_stopped_lose_nothing() {
+    let stopped = |unacked, before, rotations, lines| Op::RotateWhileStopped {
+        unacked,
+        before,
+        rotations,
+        lines,
+    };
+    let steps = [
+        (Op::Append(3), 2),
+        (Op::AppendPartial, 1),
+        (stopped(1, 1, 2, 2), 1),
+        (Op::Append(1), 1),
+        (Op::Rotate, 1),
+        (stopped(0, 0, 1, 1), 6),
+        (Op::CopyTruncate, 1),
+        (stopped(2, 1, 3, 0), 3),
+    ];
+    run(2, &steps).unwrap();
 }

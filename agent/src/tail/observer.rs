@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::TailError;
+use super::{RecoveryLimit, TailError};
 
 /// Receives the tail engine's internal events, one method per kind, so the
 /// engine needs no metrics or logging policy of its own. Every method has an
@@ -21,6 +21,25 @@ pub trait TailObserver {
     /// the previous one is read to its end first.
     fn file_rotated(&mut self, path: &Path) {
         let _ = path;
+    }
+
+    /// At startup, `found` was recognized as a file that was at `path` and
+    /// has been renamed in the same directory since (rotated away while the
+    /// tailer was stopped, or before it had read and acknowledged all of it);
+    /// it is read from `offset` before the file now at `path`. `known` tells
+    /// whether it matched a checkpoint entry (`offset` is then its
+    /// acknowledged position, or 0 if it was rewritten since) or it appeared
+    /// and was rotated away while the tailer was stopped (read from 0). See
+    /// [Recovering rotated
+    /// files](super#recovering-rotated-files-at-startup).
+    fn rotated_file_recovered(&mut self, path: &Path, found: &Path, offset: u64, known: bool) {
+        let _ = (path, found, offset, known);
+    }
+
+    /// The startup search for rotated files of `path` stopped at one of its
+    /// bounds; rotated files it did not get to are not read.
+    fn recovery_limited(&mut self, path: &Path, limit: RecoveryLimit) {
+        let _ = (path, limit);
     }
 
     /// A file no longer at `path` was read to its end (`offset`) and closed.

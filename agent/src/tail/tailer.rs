@@ -1,6 +1,6 @@
 //! The engine: looks at the followed paths and reads their files in turn.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io;
 use std::path::Path;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::checkpoint::{Checkpointer, unix_now};
 use super::file::{OpenCx, Outcome, ReadCx, TrackedFile, identity};
+use super::recover::{Names, RecoverCx, Step, find_rotated};
 use super::watch::{DirWatcher, Wake};
 use super::{Line, TailConfig, TailError, TailObserver};
 
@@ -134,7 +135,20 @@ impl<O: TailObserver> Tailer<O> {
             last_tick: Instant::now(),
         };
         tailer.tick();
-        for i in 0..tailer.followed.len() {
+        let names: Vec<Option<Names>> =
+            tailer.followed.iter().map(|f| Names::of(&f.path)).collect();
+        let at_paths: HashSet<(u64, u64)> = tailer
+            .followed
+            .iter()
+            .filter_map(|f| fs::metadata(&f.path).ok())
+            .map(|meta| identity(&meta))
+            .collect();
+        for (i, own) in names.iter().enumerate() {
+            // Rotated files go first: they are older than the file at the
+            // path, and only the oldest open file of a path is read.
+            if let Some(own) = own {
+                tailer.recover(i, own, &names, &at_paths);
+            }
             tailer.look(i, true);
         }
         Ok(tailer)
@@ -205,8 +219,77 @@ impl<O: TailObserver> Tailer<O> {
         }
     }
 
-    /// Opens the file at path `i` if it is not the one we already have.
+    /// Opens, oldest first, the files that were at path `i` and have been
+    /// renamed away in its directory with lines left to read or to
+    /// acknowledge, including files that came and went at the path while the
+    /// tailer was stopped (see [Recovering rotated
+    /// files](super#recovering-rotated-files-at-startup)).
+    fn recover(
+        &mut self,
+        i: usize,
+        names: &Names,
+        all: &[Option<Names>],
+        at_paths: &HashSet<(u64, u64)>,
+    ) {
+        let followed = &mut self.followed[i];
+        let steps = find_rotated(RecoverCx {
+            path: &followed.path,
+            names,
+            all,
+            at_paths,
+            observer: &mut self.observer,
+            checkpointer: &self.checkpointer,
+        });
+        for step in steps {
+            let found = match step {
+                Step::Keep(slot) => {
+                    self.checkpointer.requeue(slot);
+                    continue;
+                }
+                Step::Open(found) => found,
+            };
+            let cx = OpenCx {
+                path: &followed.path,
+                initial: true,
+                start_at: self.cfg.start_at,
+                max_line_bytes: self.cfg.max_line_bytes,
+                observer: &mut self.observer,
+                checkpointer: &self.checkpointer,
+            };
+            match TrackedFile::open(found.file, &found.meta, cx) {
+                Ok(tracked) => {
+                    self.observer.rotated_file_recovered(
+                        &followed.path,
+                        &found.found,
+                        tracked.position(),
+                        found.known,
+                    );
+                    followed.files.push_back(tracked);
+                }
+                Err(e) => self
+                    .observer
+                    .io_error(&followed.path, &TailError::io(&found.found, e)),
+            }
+        }
+    }
+
+    /// Opens the file at path `i` if it is not one we already have, and
+    /// checks the identity of every open file of the path.
     fn look(&mut self, i: usize, initial: bool) {
+        self.look_at_path(i, initial);
+        // Files waiting behind the one being read are not read, but their
+        // checkpoint entries must follow their content (a first line
+        // completed, a truncation): a file rotated away before a restart is
+        // found again only by that identity. Errors are left to the read of
+        // the file, which reports them.
+        let followed = &mut self.followed[i];
+        for file in &mut followed.files {
+            let _ = file.check_identity(&followed.path, &mut self.observer, &self.checkpointer);
+        }
+    }
+
+    /// Opens the file at path `i` if it is not the one we already have.
+    fn look_at_path(&mut self, i: usize, initial: bool) {
         let followed = &mut self.followed[i];
         // A cheap stat first: nearly always the path still names our file.
         let seen = match fs::metadata(&followed.path) {

@@ -10,13 +10,36 @@ use super::*;
 /// Everything the observer was told, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Ev {
-    Opened { offset: u64, resumed: bool },
+    Opened {
+        offset: u64,
+        resumed: bool,
+    },
+    Recovered {
+        found: String,
+        offset: u64,
+        known: bool,
+    },
+    RecoveryLimited(RecoveryLimit),
     Rotated,
-    Closed { offset: u64 },
-    Truncated { old: u64, new: u64 },
-    LineCut { offset: u64, len: u64 },
-    PartialDropped { offset: u64, len: u64 },
-    Skipped { offset: u64, len: u64 },
+    Closed {
+        offset: u64,
+    },
+    Truncated {
+        old: u64,
+        new: u64,
+    },
+    LineCut {
+        offset: u64,
+        len: u64,
+    },
+    PartialDropped {
+        offset: u64,
+        len: u64,
+    },
+    Skipped {
+        offset: u64,
+        len: u64,
+    },
     Backlog,
     Io(String),
     CheckpointInvalid(String),
@@ -36,6 +59,17 @@ impl Recorder {
 impl TailObserver for Recorder {
     fn file_opened(&mut self, _: &Path, offset: u64, resumed: bool) {
         self.0.push(Ev::Opened { offset, resumed });
+    }
+    fn rotated_file_recovered(&mut self, _: &Path, found: &Path, offset: u64, known: bool) {
+        let found = found.file_name().unwrap().to_string_lossy().into_owned();
+        self.0.push(Ev::Recovered {
+            found,
+            offset,
+            known,
+        });
+    }
+    fn recovery_limited(&mut self, _: &Path, limit: RecoveryLimit) {
+        self.0.push(Ev::RecoveryLimited(limit));
     }
     fn file_rotated(&mut self, _: &Path) {
         self.0.push(Ev::Rotated);
@@ -698,4 +732,327 @@ fn checkpointer_and_tailer_can_cross_threads() {
     fn assert_send<T: Send>() {}
     assert_send_sync::<Checkpointer>();
     assert_send::<Tailer<Recorder>>();
+}
+
+// Startup recovery of files rotated away (renamed in the same directory)
+// before a restart.
+
+/// What kube-apiserver renames `audit.log` to when it rotates it.
+const KUBE_ROTATED: &str = "audit-2024-05-02T10-15-30.123.log";
+
+fn set_mtime(path: &Path, ago: Duration) {
+    let file = OpenOptions::new().append(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+fn recovered(t: &Tailer<Recorder>) -> Vec<(String, u64, bool)> {
+    t.observer()
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Recovered {
+                found,
+                offset,
+                known,
+            } => Some((found.clone(), *offset, *known)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Acks everything, persists, and checks that a restart emits nothing.
+fn assert_nothing_after_restart(t: Tailer<Recorder>, lines: &[Line], cfg: &TailConfig) {
+    ack_all(&t, lines);
+    drop(t);
+    let mut t = new_tailer(cfg);
+    let again = t.read_batch(100, Duration::from_millis(30));
+    assert!(again.is_empty(), "read again: {:?}", texts(&again));
+}
+
+#[test]
+fn rest_of_a_file_renamed_while_down_is_read_before_the_new_file() {
+    let (dir, cfg, path) = setup(&["audit.log"]);
+    append(&path, b"l1\nl2\nl3\nl4\n");
+    let mut t = new_tailer(&cfg);
+    let before = t.read_batch(3, Duration::ZERO);
+    assert_eq!(texts(&before), ["l1", "l2", "l3"]);
+    // l3 is read but not acked, l4 not read at all.
+    ack_all(&t, &before[..2]);
+    drop(t);
+    fs::rename(&path, dir.path().join(KUBE_ROTATED)).unwrap();
+    append(&path, b"n1\nn2\n");
+    let mut t = new_tailer(&cfg);
+    let lines = collect(&mut t, 4);
+    assert_eq!(texts(&lines), ["l3", "l4", "n1", "n2"]);
+    // Same origin and position as before the restart, hence the same ids.
+    assert_eq!(
+        (lines[0].fingerprint, lines[0].offset, lines[0].end),
+        (before[2].fingerprint, before[2].offset, before[2].end)
+    );
+    assert_eq!(&*lines[0].path, path.as_path());
+    assert_ne!(lines[1].fingerprint, lines[2].fingerprint);
+    assert_eq!(recovered(&t), [(KUBE_ROTATED.into(), 6, true)]);
+    // Acks for the recovered file commit its entry like any other.
+    assert_nothing_after_restart(t, &lines, &cfg);
+}
+
+#[test]
+fn writes_after_the_rename_through_a_kept_descriptor_are_recovered() {
+    let (dir, cfg, path) = setup(&["audit.log"]);
+    let mut writer = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writer.write_all(b"l1\nl2\n").unwrap();
+    let mut t = new_tailer(&cfg);
+    let before = collect(&mut t, 2);
+    ack_all(&t, &before[..1]);
+    drop(t);
+    fs::rename(&path, dir.path().join(KUBE_ROTATED)).unwrap();
+    append(&path, b"n1\n");
+    // The writer still holds the renamed file.
+    writer.write_all(b"w1\n").unwrap();
+    writer.write_all(b"w2\n").unwrap();
+    let mut t = new_tailer(&cfg);
+    let lines = collect(&mut t, 4);
+    assert_eq!(texts(&lines), ["l2", "w1", "w2", "n1"]);
+    assert_nothing_after_restart(t, &lines, &cfg);
+}
+
+#[test]
+fn two_rotations_while_down_recover_the_checkpointed_file_and_the_one_between() {
+    let (dir, cfg, path) = setup(&["audit.log"]);
+    let numbered = |n: u32| dir.path().join(format!("audit.log.{n}"));
+    append(&path, b"f1\nf2\n");
+    let mut t = new_tailer(&cfg);
+    let before = collect(&mut t, 2);
+    ack_all(&t, &before[..1]);
+    drop(t);
+    // logrotate, twice: audit.log -> .1 -> .2, with a file in between that
+    // the checkpoint never saw.
+    fs::rename(&path, numbered(1)).unwrap();
+    append(&path, b"g1\ng2\n");
+    fs::rename(numbered(1), numbered(2)).unwrap();
+    fs::rename(&path, numbered(1)).unwrap();
+    append(&path, b"h1\n");
+    let mut t = new_tailer(&cfg);
+    let lines = collect(&mut t, 4);
+    assert_eq!(texts(&lines), ["f2", "g1", "g2", "h1"]);
+    assert_eq!(
+        recovered(&t),
+        [
+            ("audit.log.2".into(), 3, true),
+            ("audit.log.1".into(), 0, false)
+        ]
+    );
+    assert_eq!(lines[0].fingerprint, before[0].fingerprint);
+    assert_nothing_after_restart(t, &lines, &cfg);
+}
+
+#[test]
+fn files_rotated_entirely_while_down_are_read_oldest_first_by_modification_time() {
+    let (dir, cfg, path) = setup(&["audit.log"]);
+    let named = |hour: u32| {
+        dir.path()
+            .join(format!("audit-2024-05-02T{hour:02}-00-00.000.log"))
+    };
+    append(&path, b"f1\n");
+    let mut t = new_tailer(&cfg);
+    let before = collect(&mut t, 1);
+    ack_all(&t, &before);
+    drop(t);
+    fs::rename(&path, named(10)).unwrap();
+    set_mtime(&named(10), Duration::from_secs(300));
+    // Named against their age on purpose: the modification time decides.
+    append(&named(12), b"g1\n");
+    set_mtime(&named(12), Duration::from_secs(200));
+    append(&named(11), b"k1\n");
+    set_mtime(&named(11), Duration::from_secs(100));
+    // Older than the checkpointed file: rotated before the agent last ran
+    // (its entry aged out of the checkpoint), so not read again.
+    append(&named(9), b"old\n");
+    set_mtime(&named(9), Duration::from_secs(3600));
+    append(&path, b"h1\n");
+    let mut t = new_tailer(&cfg);
+    let lines = collect(&mut t, 3);
+    assert_eq!(texts(&lines), ["g1", "k1", "h1"]);
+    // The checkpointed file had nothing left: only its entry is kept.
+    let found: Vec<String> = recovered(&t).into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        found,
+        [
+            "audit-2024-05-02T12-00-00.000.log",
+            "audit-2024-05-02T11-00-00.000.log"
+        ]
+    );
+    assert_nothing_after_restart(t, &lines, &cfg);
+}
+
+#[test]
+fn files_after_a_checkpointed_file_that_is_gone_are_not_read() {
+    let (dir, cfg, path) = setup(&["audit.log"]);
+    append(&path, b"f1\nf2\n");
+    let mut t = new_tailer(&cfg);
+    let before = collect(&mut t, 2);
+    ack_all(&t, &before[..1]);
+    drop(t);
+    // Rotated, then compressed (gone as a plain file), then the next file
+    // rotated too: there is no checkpointed file to start from.
+    let first = dir.path().join("audit.log.1");
+    fs::rename(&path, &first).unwrap();
+    append(&path, b"g1\n");
+    fs::remove_file(&first).unwrap();
+    fs::write(dir.path().join("audit.log.2.gz"), b"f1\nf2\n").unwrap();
+    fs::rename(&path, &first).unwrap();
+    append(&path, b"h1\n");
+    let mut t = new_tailer(&cfg);
+    assert_eq!(texts(&collect(&mut t, 1)), ["h1"]);
+    assert!(recovered(&t).is_empty());
+}
+
+#[test]
+fn unrelated_files_in_the_directory_are_ignored() {
+    let (dir, cfg, path) = setup(&["audit.log"]);
+    append(&path, b"f1\nf2\n");
+    let mut t = new_tailer(&cfg);
+    let before = collect(&mut t, 2);
+    ack_all(&t, &before[..1]);
+    drop(t);
+    let p = |name: &str| dir.path().join(name);
+    // All newer than the checkpointed file and holding complete lines.
+    for name in [
+        "auditd.log",
+        "audit-extra.log",
+        "other.log.1",
+        "audit.log.2.gz",
+        "audit.log.3.ZST",
+        "audit.log.old",
+        "audit.log.copy",
+    ] {
+        append(&p(name), format!("{name}\n").as_bytes());
+    }
+    // A copy of the checkpointed file, under a rotated name.
+    fs::copy(&path, p("audit.log.1-backup")).unwrap();
+    std::os::unix::fs::symlink(p("auditd.log"), p("audit.log.4")).unwrap();
+    fs::create_dir(p("audit.log.5")).unwrap();
+    fs::rename(&path, p("audit.log.1")).unwrap();
+    append(&path, b"h1\n");
+    // Another name for the file now at the path is not a rotated file.
+    fs::hard_link(&path, p("audit.log.9")).unwrap();
+    let mut t = new_tailer(&cfg);
+    let lines = collect(&mut t, 2);
+    assert_eq!(texts(&lines), ["f2", "h1"]);
+    assert_eq!(recovered(&t), [("audit.log.1".into(), 3, true)]);
+}
+
+#[test]
+fn rotated_files_go_to_the_followed_path_with_the_longest_matching_name() {
+    let (dir, cfg, _) = setup(&["audit.log", "audit-2.log"]);
+    for path in &cfg.paths {
+        append(path, format!("first of {}\n", path.display()).as_bytes());
+    }
+    let mut t = new_tailer(&cfg);
+    let before = collect(&mut t, 2);
+    ack_all(&t, &before);
+    drop(t);
+    let p = |name: &str| dir.path().join(name);
+    // Each path rotated twice; `audit-2-…` also starts like a rotated
+    // `audit.log` (`audit-2…`), but belongs to the longer name.
+    fs::rename(p("audit.log"), p("audit-2024-05-02T10-00-00.000.log")).unwrap();
+    fs::rename(p("audit-2.log"), p("audit-2-2024-05-02T10-00-00.000.log")).unwrap();
+    append(&p("audit.log"), b"a-between\n");
+    append(&p("audit-2.log"), b"b-between\n");
+    fs::rename(p("audit.log"), p("audit-2024-05-02T11-00-00.000.log")).unwrap();
+    fs::rename(p("audit-2.log"), p("audit-2-2024-05-02T11-00-00.000.log")).unwrap();
+    append(&p("audit.log"), b"a-now\n");
+    append(&p("audit-2.log"), b"b-now\n");
+    let mut t = new_tailer(&cfg);
+    let lines = collect(&mut t, 4);
+    let of = |path: &str| -> Vec<String> {
+        let path = p(path);
+        lines
+            .iter()
+            .filter(|l| *l.path == *path)
+            .map(text)
+            .collect()
+    };
+    assert_eq!(of("audit.log"), ["a-between", "a-now"]);
+    assert_eq!(of("audit-2.log"), ["b-between", "b-now"]);
+}
+
+#[test]
+fn recovery_stops_at_its_bounds_and_says_so() {
+    let (dir, cfg, path) = setup(&["audit.log"]);
+    append(&path, b"f1\n");
+    let mut t = new_tailer(&cfg);
+    let before = collect(&mut t, 1);
+    ack_all(&t, &before);
+    drop(t);
+    let named = |i: usize| {
+        dir.path()
+            .join(format!("audit-2024-05-02T10-00-{i:02}.000.log"))
+    };
+    fs::rename(&path, named(0)).unwrap();
+    set_mtime(&named(0), Duration::from_secs(1000));
+    // More files rotated while down than can be opened at once.
+    let extra = MAX_RECOVERED_FILES_PER_PATH + 2;
+    for i in 1..=extra {
+        append(&named(i), format!("r{i:02}\n").as_bytes());
+        set_mtime(&named(i), Duration::from_secs(1000 - i as u64));
+    }
+    append(&path, b"now\n");
+    let mut t = new_tailer(&cfg);
+    let lines = collect(&mut t, MAX_RECOVERED_FILES_PER_PATH + 1);
+    let mut want: Vec<String> = (1..=MAX_RECOVERED_FILES_PER_PATH)
+        .map(|i| format!("r{i:02}"))
+        .collect();
+    want.push("now".into());
+    // The oldest are read; the newest two are skipped and reported.
+    assert_eq!(texts(&lines), want);
+    assert!(
+        t.observer()
+            .has(|e| *e == Ev::RecoveryLimited(RecoveryLimit::TooManyFiles { skipped: 2 }))
+    );
+    drop(t);
+
+    // A directory too large to look through whole.
+    let (dir, cfg, path) = setup(&["audit.log"]);
+    append(&path, b"f1\n");
+    let t = new_tailer(&cfg);
+    ack_all(&t, &[]);
+    drop(t);
+    fs::rename(&path, dir.path().join("audit.log.1")).unwrap();
+    for i in 0..MAX_RECOVERY_SCAN_ENTRIES {
+        File::create(dir.path().join(format!("x{i}"))).unwrap();
+    }
+    let t = new_tailer(&cfg);
+    assert!(
+        t.observer()
+            .has(|e| *e == Ev::RecoveryLimited(RecoveryLimit::ScanLimit))
+    );
+}
+
+#[test]
+fn waiting_files_are_fingerprinted_and_entries_persisted_oldest_first() {
+    let (dir, mut cfg, path) = setup(&["audit.log"]);
+    cfg.read_budget_bytes = 8;
+    append(&path, b"f1\nf2\nf3\n");
+    let mut t = new_tailer(&cfg);
+    assert_eq!(texts(&t.read_batch(1, Duration::ZERO)), ["f1"]);
+    fs::rename(&path, dir.path().join("audit.log.1")).unwrap();
+    append(&path, b"g1");
+    assert_eq!(texts(&t.read_batch(1, Duration::ZERO)), ["f2"]);
+    append(&path, b"\n");
+    // The old file is still being read, but the waiting one is identified.
+    assert_eq!(texts(&t.read_batch(1, Duration::ZERO)), ["f3"]);
+    t.checkpointer().persist().unwrap();
+    let json = read_checkpoint(&dir);
+    let files = json["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    assert_eq!(files[0]["ino"], ino(&dir.path().join("audit.log.1")));
+    assert_eq!(files[1]["ino"], ino(&path));
+    assert!(!files[1]["fingerprint"].is_null());
 }

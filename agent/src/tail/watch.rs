@@ -107,7 +107,8 @@ pub(crate) struct DirWatcher {
     dirs: Vec<Dir>,
 }
 
-fn parent_dir(path: &Path) -> PathBuf {
+/// The directory holding `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),

@@ -24,7 +24,6 @@ pub mod synth;
 mod workload;
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::event::{Event, Raw};
 
@@ -112,8 +111,8 @@ pub struct AuditRecord {
     pub event: Event,
     /// The audit event, redacted and trimmed.
     pub audit: Value,
-    /// The verbatim text of the audit event when it needed no change; moved into `raw`.
-    verbatim: Option<Box<RawValue>>,
+    /// The verbatim bytes of the audit event when it needed no change; moved into `raw`.
+    verbatim: Option<Box<[u8]>>,
 }
 
 impl AuditRecord {
@@ -176,9 +175,7 @@ impl AuditParser {
             {
                 Ok(mut record) => {
                     if single_plain && !record.audit_changed() {
-                        record.verbatim = std::str::from_utf8(body)
-                            .ok()
-                            .and_then(|s| RawValue::from_string(s.trim().to_owned()).ok());
+                        record.verbatim = Some(body.trim_ascii().into());
                     }
                     out.push(record.into_record());
                     outcome.events += 1;
@@ -224,7 +221,7 @@ struct Pending {
     event: Event,
     audit: Value,
     changed: bool,
-    verbatim: Option<Box<RawValue>>,
+    verbatim: Option<Box<[u8]>>,
 }
 
 impl Pending {

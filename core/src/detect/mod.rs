@@ -8,12 +8,13 @@
 //!   fields and run on audit events. A processing pipeline maps Sigma's pseudo-fields
 //!   `hostPath`, `capabilities` and `apiGroup` onto what an audit event has.
 //!
-//! Rules are compiled into one engine per source so that an event is only offered the rules
-//! that can apply to it. Vigil reads three attributes of a rule besides the standard ones:
+//! Rules are compiled once and grouped per source; within a source, a gate index derived
+//! from each rule's condition (`gate.rs`) offers an event only the rules that can fire on it. Vigil reads three attributes of a rule besides the standard ones:
 //! `name` (the short stable rule name, e.g. `container.privileged`), `wazuh_level` (0–15;
 //! default from the Sigma level) and MITRE technique ids from `attack.tNNNN` tags.
 
 mod builtin;
+mod gate;
 pub mod testing;
 mod view;
 
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rsigma_eval::{Engine, Pipeline};
+use rsigma_eval::{CompiledRule, Pipeline};
 use rsigma_parser::{LogSource, SigmaRule};
 use serde_json::Value;
 
@@ -205,12 +206,18 @@ const SOURCES: [Source; 8] = [
     Source::Hardening,
 ];
 
+/// The rules of one source.
+#[derive(Default)]
+struct SourceRules {
+    compiled: Vec<(CompiledRule, Arc<RuleMeta>)>,
+    gates: gate::GateIndex,
+}
+
 /// A loaded, compiled rule set.
 pub struct RuleSet {
     config: DetectConfig,
-    engines: Vec<Engine>,
-    /// Engine results name rules by id (or title when a rule has none).
-    by_key: HashMap<String, Arc<RuleMeta>>,
+    /// Indexed like [`SOURCES`].
+    per_source: Vec<SourceRules>,
     rules: Vec<Arc<RuleMeta>>,
 }
 
@@ -252,13 +259,11 @@ impl RuleSet {
 
     /// Compiles rules from `(origin, yaml)` documents.
     pub fn from_documents(docs: &[(String, String)]) -> Result<RuleSet, RuleError> {
-        let pipeline = pipeline()?;
-        let mut engines: Vec<Engine> = SOURCES
-            .iter()
-            .map(|_| Engine::new_with_pipeline(pipeline.clone()))
-            .collect();
-        let mut by_key: HashMap<String, Arc<RuleMeta>> = HashMap::new();
-        let mut by_name: HashMap<String, String> = HashMap::new();
+        let pipelines = [pipeline()?];
+        let mut per_source: Vec<SourceRules> =
+            SOURCES.iter().map(|_| SourceRules::default()).collect();
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut ids: HashMap<String, String> = HashMap::new();
         let mut rules = Vec::new();
         for (origin, text) in docs {
             let collection =
@@ -274,30 +279,33 @@ impl RuleSet {
             }
             for rule in &collection.rules {
                 let meta = Arc::new(meta_of(rule, origin)?);
-                let key = rule.id.clone().unwrap_or_else(|| rule.title.clone());
-                for (map, k) in [(&mut by_name, meta.name.clone())] {
-                    if let Some(first) = map.insert(k.clone(), origin.clone()) {
+                let compile_err = |e: rsigma_eval::EvalError| RuleError::Compile {
+                    rule: meta.name.clone(),
+                    origin: origin.clone(),
+                    message: e.to_string(),
+                };
+                for (map, key) in [
+                    (&mut names, Some(meta.name.clone())),
+                    (&mut ids, meta.id.clone()),
+                ] {
+                    if let Some(key) = key
+                        && let Some(first) = map.insert(key.clone(), origin.clone())
+                    {
                         return Err(RuleError::Duplicate {
-                            name: k,
+                            name: key,
                             first,
                             second: origin.clone(),
                         });
                     }
                 }
-                if let Some(first) = by_key.insert(key.clone(), meta.clone()) {
-                    return Err(RuleError::Duplicate {
-                        name: key,
-                        first: first.origin.clone(),
-                        second: origin.clone(),
-                    });
-                }
-                for (engine, source) in engines.iter_mut().zip(SOURCES) {
+                let mut mapped = rule.clone();
+                rsigma_eval::apply_pipelines(&pipelines, &mut mapped).map_err(compile_err)?;
+                let compiled = rsigma_eval::compile_rule(&mapped).map_err(compile_err)?;
+                let gate = gate::gate_of(&mapped);
+                for (slot, source) in per_source.iter_mut().zip(SOURCES) {
                     if meta.sources.contains(&source) {
-                        engine.add_rule(rule).map_err(|e| RuleError::Compile {
-                            rule: meta.name.clone(),
-                            origin: origin.clone(),
-                            message: e.to_string(),
-                        })?;
+                        slot.gates.push(gate.as_ref());
+                        slot.compiled.push((compiled.clone(), meta.clone()));
                     }
                 }
                 rules.push(meta);
@@ -305,8 +313,7 @@ impl RuleSet {
         }
         Ok(RuleSet {
             config: DetectConfig::default(),
-            engines,
-            by_key,
+            per_source,
             rules,
         })
     }
@@ -323,24 +330,44 @@ impl RuleSet {
         &self.rules
     }
 
-    /// The rules `event` fires. `raw` is the original record's DOM, for rules that read raw
-    /// fields.
+    /// The rules `event` fires, in load order. `raw` is the original record's DOM, for
+    /// rules that read raw fields.
     pub fn detect(&self, event: &Event, raw: Option<&Value>) -> Vec<Detection> {
-        let Some(engine) = SOURCES
+        let Some(rules) = SOURCES
             .iter()
             .position(|s| *s == event.source)
-            .and_then(|i| self.engines.get(i))
+            .and_then(|i| self.per_source.get(i))
         else {
             return Vec::new();
         };
         let view = RuleView::new(event, raw, &self.config);
-        engine
-            .evaluate(&view)
+        let mut candidates = Vec::new();
+        rules.gates.candidates(&view, &mut candidates);
+        candidates
             .into_iter()
-            .filter_map(|m| {
-                let key = m.header.rule_id.as_deref().unwrap_or(&m.header.rule_title);
-                self.by_key.get(key).map(|meta| meta.detection())
-            })
+            .filter_map(|idx| rules.compiled.get(idx))
+            .filter(|(compiled, _)| rsigma_eval::evaluate_rule(compiled, &view).is_some())
+            .map(|(_, meta)| meta.detection())
+            .collect()
+    }
+
+    /// Every rule evaluated on `event`, without the gate index: the reference the index is
+    /// tested against.
+    #[cfg(test)]
+    fn detect_ungated(&self, event: &Event, raw: Option<&Value>) -> Vec<Detection> {
+        let Some(rules) = SOURCES
+            .iter()
+            .position(|s| *s == event.source)
+            .and_then(|i| self.per_source.get(i))
+        else {
+            return Vec::new();
+        };
+        let view = RuleView::new(event, raw, &self.config);
+        rules
+            .compiled
+            .iter()
+            .filter(|(compiled, _)| rsigma_eval::evaluate_rule(compiled, &view).is_some())
+            .map(|(_, meta)| meta.detection())
             .collect()
     }
 }

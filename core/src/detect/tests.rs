@@ -298,3 +298,59 @@ fn registries_are_read_as_the_runtimes_do() {
     assert!(!registry_allowed("evilazurecr.io/app", &allowed));
     assert!(!registry_allowed("203.0.113.9:5000/miner", &allowed));
 }
+
+/// The gate index is an optimization only: on a realistic mix of events (the generator's,
+/// with a high attack share, plus every fixture) it must give exactly what evaluating every
+/// rule gives.
+#[test]
+fn gated_evaluation_equals_evaluating_every_rule() {
+    let rules = RuleSet::builtin().unwrap();
+    let mut input = crate::audit::synth::generate(
+        crate::audit::synth::SynthConfig {
+            seed: 7,
+            attack_ratio: 0.3,
+        },
+        4_000_000,
+    );
+    for f in
+        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit"))
+            .unwrap()
+    {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "jsonl" || e == "log") {
+            input.extend(std::fs::read(p).unwrap());
+            input.push(b'\n');
+        }
+    }
+    input.extend(std::fs::read(rules_dir().join("../examples/audit/attack-story.log")).unwrap());
+    let parser = AuditParser::default();
+    let (mut events, mut fired) = (0, 0);
+    for line in input.split(|b| *b == b'\n') {
+        let mut records = Vec::new();
+        if parser
+            .parse_line(
+                line,
+                Position {
+                    origin: "t",
+                    offset: 0,
+                },
+                "t",
+                &mut records,
+            )
+            .is_err()
+        {
+            continue;
+        }
+        for r in &records {
+            let gated = rules.detect(&r.event, Some(&r.audit));
+            let all = rules.detect_ungated(&r.event, Some(&r.audit));
+            assert_eq!(gated, all, "{:?}", r.audit);
+            events += 1;
+            fired += usize::from(!all.is_empty());
+        }
+    }
+    assert!(
+        events > 3000 && fired > 300,
+        "{events} events, {fired} fired: the comparison must cover detections"
+    );
+}

@@ -61,7 +61,44 @@ impl<'a> RuleView<'a> {
     }
 
     fn raw_field(&self, path: &str) -> Option<EventValue<'_>> {
-        self.raw.as_ref()?.get_field(path)
+        // Plain dotted paths, by far the common case, are walked here without allocating;
+        // rsigma's own walker parses the path on every call. Escapes and brackets go to it.
+        if path.contains(['[', '\\']) {
+            return self.raw.as_ref()?.get_field(path);
+        }
+        let root = self.raw_value?;
+        if let Some(v) = root.as_object().and_then(|o| o.get(path)) {
+            return Some(EventValue::from(v));
+        }
+        let mut found = Vec::new();
+        walk(root, path, &mut found);
+        match found.len() {
+            0 => None,
+            1 => found.pop(),
+            _ => Some(EventValue::Array(found)),
+        }
+    }
+}
+
+/// Follows a dotted path; crossing an array follows every element, so a rule sees every
+/// value the path reaches (the any-member semantics of rsigma's own walker).
+fn walk<'a>(v: &'a Value, path: &str, out: &mut Vec<EventValue<'a>>) {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    match v {
+        Value::Object(map) => match (map.get(head), rest) {
+            (Some(next), Some(rest)) => walk(next, rest, out),
+            (Some(leaf), None) => out.push(EventValue::from(leaf)),
+            (None, _) => {}
+        },
+        Value::Array(items) => {
+            for item in items {
+                walk(item, path, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -329,5 +366,30 @@ mod tests {
         assert_eq!(view.get_field("process.command_line"), None);
         assert_eq!(view.get_field("actor.user"), None);
         assert_eq!(view.get_field("nothing.here"), None);
+    }
+
+    #[test]
+    fn raw_paths_cross_arrays_like_rsigma() {
+        let event = Event::default();
+        let raw = json!({"requestObject": {"rules": [{"verbs": ["get"]}, {"verbs": ["*", "list"]}], "x.y": 1},
+                         "a": {"b": [1, 2]}, "flat.key": "f"});
+        let config = crate::detect::DetectConfig::default();
+        let view = RuleView::new(&event, Some(&raw), &config);
+        let reference = JsonEvent::borrow(&raw);
+        for path in [
+            "requestObject.rules.verbs",
+            "a.b",
+            "flat.key",
+            "requestObject.x.y",
+            "a",
+            "a.b.c",
+            "requestObject.rules",
+        ] {
+            assert_eq!(
+                view.get_field(&format!("raw.{path}")),
+                reference.get_field(path),
+                "{path}"
+            );
+        }
     }
 }

@@ -185,3 +185,160 @@ async fn run_output(
         tracing::error!(output = output.name(), error = %e, "output flush at shutdown failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::event::Event;
+    use crate::outputs::{BoxFuture, OutputError};
+    use crate::pipeline::AckTracker;
+
+    /// An output that records what it got, can be made slow, and fails its first writes.
+    struct Probe {
+        name: &'static str,
+        got: Arc<Mutex<Vec<String>>>,
+        delay: Duration,
+        fail_first: Arc<AtomicUsize>,
+        permanent: bool,
+    }
+
+    impl Output for Probe {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn send<'a>(&'a mut self, events: &'a [Event]) -> BoxFuture<'a, Result<(), OutputError>> {
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                if self.fail_first.load(Ordering::SeqCst) > 0 {
+                    self.fail_first.fetch_sub(1, Ordering::SeqCst);
+                    return Err(if self.permanent {
+                        OutputError::Encode(serde_json::from_str::<u8>("x").unwrap_err())
+                    } else {
+                        OutputError::Io(std::io::Error::other("manager away"))
+                    });
+                }
+                self.got
+                    .lock()
+                    .unwrap()
+                    .extend(events.iter().map(|e| e.id.clone()));
+                Ok(())
+            })
+        }
+    }
+
+    fn probe(
+        name: &'static str,
+        delay_ms: u64,
+        fail_first: usize,
+        permanent: bool,
+    ) -> (Probe, Arc<Mutex<Vec<String>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let p = Probe {
+            name,
+            got: got.clone(),
+            delay: Duration::from_millis(delay_ms),
+            fail_first: Arc::new(AtomicUsize::new(fail_first)),
+            permanent,
+        };
+        (p, got)
+    }
+
+    fn batch(tracker: &mut AckTracker<u64>, pos: u64) -> Batch {
+        let ev = Event {
+            id: format!("e{pos}"),
+            ..Event::default()
+        };
+        Batch::new(vec![ev], tracker.issue(pos))
+    }
+
+    fn fast() -> RouterConfig {
+        RouterConfig {
+            queue_batches: 2,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_acknowledged_once_every_output_has_it() {
+        let (a, got_a) = probe("a", 0, 0, false);
+        let (b, got_b) = probe("b", 50, 0, false);
+        let router = Router::start(vec![Box::new(a), Box::new(b)], fast());
+        let mut tracker = AckTracker::new();
+        router.send(batch(&mut tracker, 1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(got_a.lock().unwrap().len(), 1);
+        assert!(
+            tracker.poll_committable().is_empty(),
+            "the slow output has not written yet"
+        );
+        assert_eq!(tracker.next_committable().await, vec![1]);
+        assert_eq!(got_b.lock().unwrap().as_slice(), ["e1"]);
+        router.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn a_slow_output_pushes_back_on_the_source() {
+        let (slow, got) = probe("slow", 40, 0, false);
+        let router = Router::start(vec![Box::new(slow)], fast());
+        let mut tracker = AckTracker::new();
+        let start = tokio::time::Instant::now();
+        for pos in 0..8 {
+            router.send(batch(&mut tracker, pos)).await.unwrap();
+        }
+        // Capacity is 2 queued + 1 in the output: the 8th send waits for ~5 writes.
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "sends did not wait: {:?}",
+            start.elapsed()
+        );
+        router.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(got.lock().unwrap().len(), 8, "nothing dropped");
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_in_order() {
+        let (flaky, got) = probe("flaky", 0, 3, false);
+        let router = Router::start(vec![Box::new(flaky)], fast());
+        let counters = router.counters();
+        let mut tracker = AckTracker::new();
+        for pos in 0..3 {
+            router.send(batch(&mut tracker, pos)).await.unwrap();
+        }
+        router.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(got.lock().unwrap().as_slice(), ["e0", "e1", "e2"]);
+        assert_eq!(tracker.poll_committable(), vec![0, 1, 2]);
+        assert_eq!(counters[0].1.retries.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_given_up_on_is_not_committed() {
+        let (broken, _) = probe("broken", 0, 1, true);
+        let router = Router::start(vec![Box::new(broken)], fast());
+        let mut tracker = AckTracker::new();
+        router.send(batch(&mut tracker, 1)).await.unwrap();
+        router.send(batch(&mut tracker, 2)).await.unwrap();
+        router.shutdown(Duration::from_secs(5)).await;
+        assert!(
+            tracker.poll_committable().is_empty(),
+            "1 failed, so neither 1 nor 2 may be committed"
+        );
+        assert_eq!(tracker.failed(), 1);
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_on_a_dead_output_after_the_grace_period() {
+        let (dead, _) = probe("dead", 0, usize::MAX, false);
+        let router = Router::start(vec![Box::new(dead)], fast());
+        let mut tracker = AckTracker::new();
+        router.send(batch(&mut tracker, 1)).await.unwrap();
+        let start = tokio::time::Instant::now();
+        router.shutdown(Duration::from_millis(100)).await;
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(tracker.poll_committable().is_empty());
+        assert_eq!(tracker.failed(), 1);
+    }
+}
