@@ -75,7 +75,7 @@ fn of_condition(expr: &ConditionExpr, rule: &SigmaRule) -> Constraints {
         ConditionExpr::And(parts) => parts
             .iter()
             .map(|p| of_condition(p, rule))
-            .fold(Constraints::new(), |a, b| and(a, b)),
+            .fold(Constraints::new(), and),
         ConditionExpr::Or(parts) => parts
             .iter()
             .map(|p| of_condition(p, rule))
