@@ -1,6 +1,8 @@
 //! `vigil-agent run` end to end: the binary tails a real audit log through rotation,
 //! copytruncate, restarts and `kill -9`, and every event reaches the file output.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

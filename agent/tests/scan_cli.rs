@@ -1,5 +1,7 @@
 //! `vigil-agent scan` as a user runs it: the binary, real files, real output.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
