@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 
-use vigil_core::audit::{AuditParser, AuditRecord, Position};
+use vigil_core::audit::{AuditParser, AuditRecord, Position, StageFilter};
 use vigil_core::detect::RuleSet;
 use vigil_core::event::{Detection, Event};
 use vigil_core::outputs::encode_json_line;
@@ -85,6 +85,7 @@ pub fn scan(
         summary: ScanSummary::default(),
         reported: 0,
         buf: Vec::new(),
+        stages: StageFilter::new(),
     };
     let ingest_time = vigil_core::timestamp::now();
     for input in &opts.inputs {
@@ -124,6 +125,7 @@ struct Scanner<'a> {
     summary: ScanSummary,
     reported: usize,
     buf: Vec<u8>,
+    stages: StageFilter,
 }
 
 impl Scanner<'_> {
@@ -236,7 +238,7 @@ impl Scanner<'_> {
 
     fn emit(&mut self, records: &mut Vec<AuditRecord>) -> io::Result<()> {
         for record in records.drain(..) {
-            let detections = self.rules.detect(&record.event, Some(&record.audit));
+            let detections = self.rules.detect_audit(&record, &mut self.stages);
             let mut event = record.into_event();
             event.detections = detections;
             self.summary.events += 1;

@@ -15,7 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use vigil_core::audit::synth::{SynthConfig, generate};
-use vigil_core::audit::{AuditParser, Position};
+use vigil_core::audit::{AuditParser, Position, StageFilter};
 use vigil_core::detect::RuleSet;
 use vigil_core::outputs::{NullOutput, Output};
 
@@ -113,7 +113,7 @@ fn main() {
     let (t_rules, _) = best(rounds, || {
         let mut n = 0;
         for r in &parsed {
-            n += rules.detect(&r.event, Some(&r.audit)).len();
+            n += rules.detect_audit(r, &mut StageFilter::new()).len();
         }
         black_box(n);
         parsed.len()
@@ -125,7 +125,7 @@ fn main() {
             let (t, _) = best(rounds, || {
                 let mut n = 0;
                 for r in &parsed {
-                    n += only.detect(&r.event, Some(&r.audit)).len();
+                    n += only.detect_audit(r, &mut StageFilter::new()).len();
                 }
                 black_box(n)
             });
@@ -144,6 +144,7 @@ fn main() {
     let mut detections = 0usize;
     let (t_full, events) = best(rounds, || {
         let mut out = NullOutput::default();
+        let mut stages = StageFilter::new();
         let mut records = Vec::with_capacity(1);
         let mut batch = Vec::with_capacity(512);
         let ingest = vigil_core::timestamp::now();
@@ -160,7 +161,7 @@ fn main() {
                 continue;
             }
             for r in records.drain(..) {
-                let d = rules.detect(&r.event, Some(&r.audit));
+                let d = rules.detect_audit(&r, &mut stages);
                 detections += d.len();
                 let mut e = r.into_event();
                 e.detections = d;

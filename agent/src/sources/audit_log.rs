@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use vigil_core::audit::{AuditConfig, AuditParser, Position};
+use vigil_core::audit::{AuditConfig, AuditParser, Position, StageFilter};
 use vigil_core::detect::RuleSet;
 use vigil_core::pipeline::{AckTracker, Batch, Router, RouterError};
 
@@ -55,6 +55,31 @@ impl TailObserver for Observer {
             tracing::warn!(path = %path.display(), offset, original_len, suppressed, "audit log line over max_line_bytes skipped");
         }
     }
+    fn rotated_file_recovered(
+        &mut self,
+        path: &std::path::Path,
+        found: &std::path::Path,
+        offset: u64,
+        known: bool,
+    ) {
+        tracing::info!(path = %path.display(), rotated = %found.display(), offset, known,
+            "reading the rest of an audit log rotated while the agent was down");
+    }
+    fn recovery_limited(&mut self, path: &std::path::Path, limit: crate::tail::RecoveryLimit) {
+        self.metrics.malformed("rotated_file_not_recovered");
+        tracing::warn!(path = %path.display(), ?limit, "not every rotated audit log could be recovered; see the limit");
+    }
+    fn io_error(&mut self, path: &std::path::Path, error: &TailError) {
+        if let Some(suppressed) = self.limiter.allow("io_error") {
+            tracing::warn!(path = %path.display(), error = %error, suppressed, "cannot read the audit log; retrying");
+        }
+    }
+    fn checkpoint_invalid(&mut self, error: &TailError) {
+        tracing::error!(error = %error, "the audit-log checkpoint is unreadable; starting as configured by start_at");
+    }
+    fn watch_failed(&mut self, error: &TailError) {
+        tracing::warn!(error = %error, "file notifications unavailable; polling only");
+    }
     fn partial_line_dropped(&mut self, path: &std::path::Path, offset: u64, len: u64) {
         self.metrics.malformed("partial_line");
         tracing::warn!(path = %path.display(), offset, len, "unterminated last line of a rotated or truncated audit log dropped");
@@ -71,6 +96,7 @@ pub struct AuditLogSource {
     batch_events: usize,
     checkpoint_interval: Duration,
     limiter: LogLimiter,
+    stages: StageFilter,
 }
 
 /// What is left to finish after the source stopped reading.
@@ -140,6 +166,7 @@ impl AuditLogSource {
             batch_events: pipeline.batch_events,
             checkpoint_interval: Duration::from_millis(pipeline.checkpoint_interval_ms),
             limiter: LogLimiter::new(Duration::from_secs(60)),
+            stages: StageFilter::new(),
         })
     }
 
@@ -188,7 +215,7 @@ impl AuditLogSource {
                         Err(e) => self.malformed(e.kind(), &line.path, line.offset, &e.to_string()),
                     }
                     for record in records.drain(..) {
-                        let detections = self.rules.detect(&record.event, Some(&record.audit));
+                        let detections = self.rules.detect_audit(&record, &mut self.stages);
                         self.metrics.audit_events.fetch_add(1, Relaxed);
                         if !detections.is_empty() {
                             self.metrics.events_with_detections.fetch_add(1, Relaxed);

@@ -20,6 +20,7 @@ mod envelope;
 mod gke;
 mod normalize;
 mod redact;
+mod stages;
 pub mod synth;
 mod workload;
 
@@ -29,6 +30,7 @@ use crate::event::{Event, Raw};
 
 pub use command::decode_command;
 pub use redact::{REDACTED, TRIMMED_MARKER};
+pub use stages::{MAX_OPEN_REQUESTS, StageFilter};
 pub use workload::workload_from_object;
 
 /// Default cap on the serialized size of an audit event's `requestObject` or

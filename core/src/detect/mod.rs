@@ -351,6 +351,19 @@ impl RuleSet {
             .collect()
     }
 
+    /// The rules an audit record fires, once per request whatever stages the policy logs
+    /// (see [`StageFilter`](crate::audit::StageFilter)).
+    pub fn detect_audit(
+        &self,
+        record: &crate::audit::AuditRecord,
+        stages: &mut crate::audit::StageFilter,
+    ) -> Vec<Detection> {
+        if !stages.should_detect(record) {
+            return Vec::new();
+        }
+        self.detect(&record.event, Some(&record.audit))
+    }
+
     /// Every rule evaluated on `event`, without the gate index: the reference the index is
     /// tested against.
     #[cfg(test)]

@@ -186,7 +186,7 @@ fn fired(rules: &RuleSet, case: &TestCase, rule: &str) -> Result<(bool, Vec<Stri
             for r in &records {
                 names.extend(
                     rules
-                        .detect(&r.event, Some(&r.audit))
+                        .detect_audit(r, &mut crate::audit::StageFilter::new())
                         .into_iter()
                         .map(|d| d.rule),
                 );

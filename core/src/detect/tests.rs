@@ -22,7 +22,7 @@ fn detect_line(rules: &RuleSet, line: &str) -> Vec<String> {
         .unwrap();
     records
         .iter()
-        .flat_map(|r| rules.detect(&r.event, Some(&r.audit)))
+        .flat_map(|r| rules.detect_audit(r, &mut crate::audit::StageFilter::new()))
         .map(|d| d.rule)
         .collect()
 }
@@ -352,5 +352,36 @@ fn gated_evaluation_equals_evaluating_every_rule() {
     assert!(
         events > 3000 && fired > 300,
         "{events} events, {fired} fired: the comparison must cover detections"
+    );
+}
+
+/// rsigma 0.15's own index misses events that match only the non-exact branch of an OR'd
+/// list of mappings, or a wildcard member of a value list; the gate index must not.
+#[test]
+fn mixed_exact_and_pattern_selections_are_never_pruned_away() {
+    let doc = |id: &str, detection: &str| {
+        (
+            id.to_owned(),
+            format!(
+                "title: {id}\nid: {id}\nlogsource: {{product: vigil, service: k8s_audit}}\ndetection:\n{detection}level: low\n"
+            ),
+        )
+    };
+    let rules = RuleSet::from_documents(&[
+        doc("00000000-0000-0000-0000-0000000000b1", "  sel:\n    - actor.user|startswith: dev-\n    - actor.user: root\n  condition: sel\n"),
+        doc("00000000-0000-0000-0000-0000000000b2", "  sel:\n    actor.user: [root, 'dev-*']\n  condition: sel\n"),
+        doc("00000000-0000-0000-0000-0000000000b3", "  sel:\n    - {object.resource: pods, action: create}\n    - {actor.user|startswith: dev-}\n  condition: sel\n"),
+    ])
+    .unwrap();
+    let line = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"get","requestURI":"/api/v1/namespaces/a/configmaps/x","user":{"username":"dev-alice"},"objectRef":{"resource":"configmaps","namespace":"a","name":"x"},"responseStatus":{"code":200}}"#;
+    let mut got = detect_line(&rules, line);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "00000000-0000-0000-0000-0000000000b1",
+            "00000000-0000-0000-0000-0000000000b2",
+            "00000000-0000-0000-0000-0000000000b3"
+        ]
     );
 }

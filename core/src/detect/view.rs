@@ -81,18 +81,31 @@ impl<'a> RuleView<'a> {
 }
 
 /// Follows a dotted path; crossing an array follows every element, so a rule sees every
-/// value the path reaches (the any-member semantics of rsigma's own walker).
+/// value the path reaches (the any-member semantics of rsigma's own walker). Keys may contain
+/// dots themselves (`annotations.authorization.k8s.io/decision`, label keys): when a segment
+/// is not a key, it is joined with the next one and tried again.
 fn walk<'a>(v: &'a Value, path: &str, out: &mut Vec<EventValue<'a>>) {
-    let (head, rest) = match path.split_once('.') {
-        Some((h, r)) => (h, Some(r)),
-        None => (path, None),
-    };
     match v {
-        Value::Object(map) => match (map.get(head), rest) {
-            (Some(next), Some(rest)) => walk(next, rest, out),
-            (Some(leaf), None) => out.push(EventValue::from(leaf)),
-            (None, _) => {}
-        },
+        Value::Object(map) => {
+            let mut end = 0;
+            loop {
+                let (key, rest) = match path[end..].find('.') {
+                    Some(i) => (&path[..end + i], Some(&path[end + i + 1..])),
+                    None => (path, None),
+                };
+                if let Some(next) = map.get(key) {
+                    match rest {
+                        Some(rest) => walk(next, rest, out),
+                        None => out.push(EventValue::from(next)),
+                    }
+                    return;
+                }
+                match rest {
+                    Some(_) => end = key.len() + 1,
+                    None => return,
+                }
+            }
+        }
         Value::Array(items) => {
             for item in items {
                 walk(item, path, out);
@@ -380,7 +393,6 @@ mod tests {
             "requestObject.rules.verbs",
             "a.b",
             "flat.key",
-            "requestObject.x.y",
             "a",
             "a.b.c",
             "requestObject.rules",
