@@ -112,15 +112,12 @@ enum RulesCommand {
         #[arg(long)]
         no_builtin_rules: bool,
     },
-    /// Run a rule directory against its test events (`DIR/tests/*.yml`); exits 1 if any
-    /// case fails. The built-in rules are loaded too unless --no-builtin-rules.
+    /// Run the rules of a directory against its test events (`DIR/tests/*.yml`) and list
+    /// the rules without tests; exits 1 if any case fails. Only DIR's rules are loaded.
     Test {
         /// A directory of rules with a `tests/` subdirectory.
         #[arg(value_name = "DIR")]
         dir: PathBuf,
-        /// Leave out the built-in rules.
-        #[arg(long)]
-        no_builtin_rules: bool,
     },
 }
 
@@ -240,13 +237,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules {
-            command:
-                RulesCommand::Test {
-                    dir,
-                    no_builtin_rules,
-                },
+            command: RulesCommand::Test { dir },
         } => {
-            let rules = load_rules(vec![dir.clone()], no_builtin_rules, DetectConfig::default())?;
+            let rules = load_rules(vec![dir.clone()], true, DetectConfig::default())?;
             let report = testing::run_dir(&rules, &dir.join("tests"));
             let mut out = std::io::stdout().lock();
             for c in &report.cases {
@@ -267,16 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.cases.len() - failed,
                 failed + report.broken_files.len()
             )?;
-            let untested: Vec<_> = report
-                .untested_rules
-                .iter()
-                .filter(|name| {
-                    rules
-                        .rules()
-                        .iter()
-                        .any(|r| &r.name == *name && !r.origin.starts_with("builtin:"))
-                })
-                .collect();
+            let untested = &report.untested_rules;
             if !untested.is_empty() {
                 writeln!(
                     out,

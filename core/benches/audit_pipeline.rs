@@ -118,6 +118,15 @@ fn main() {
         black_box(n);
         parsed.len()
     });
+    if std::env::var_os("VIGIL_BENCH_COUNTS").is_some() {
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for r in &parsed {
+            for d in rules.detect_audit(r, &mut StageFilter::new()) {
+                *counts.entry(d.rule).or_default() += 1;
+            }
+        }
+        println!("detections per rule: {counts:?}");
+    }
     if std::env::var_os("VIGIL_BENCH_PER_RULE").is_some() {
         for (file, text) in vigil_core::detect::BUILTIN_RULES {
             let only =
