@@ -1,6 +1,5 @@
 //! `vigil-agent run`: the long-lived pipeline.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
@@ -176,6 +175,3 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>)
         });
     }
 }
-
-/// The address type of `metrics_listen`, re-exported for the config.
-pub type ListenAddr = SocketAddr;

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 
-use vigil_core::audit::{AuditParser, AuditRecord, Position, StageFilter};
+use vigil_core::audit::{AuditParser, AuditRecord, LineOutcome, Position, StageFilter};
 use vigil_core::detect::RuleSet;
 use vigil_core::event::{Detection, Event};
 use vigil_core::outputs::encode_json_line;
@@ -171,12 +171,7 @@ impl Scanner<'_> {
                 ingest_time,
                 &mut records,
             ) {
-                Ok(outcome) => {
-                    for e in &outcome.skipped {
-                        self.malformed(name, line_no, e.kind(), &e.to_string())?;
-                    }
-                    self.emit(&mut records)?;
-                }
+                Ok(outcome) => self.accept(name, line_no, &outcome, &mut records)?,
                 // The first record of the input does not end on its line: a pretty-printed
                 // document. Read the rest as a stream of JSON documents.
                 Err(vigil_core::audit::AuditError::Json(e)) if e.is_eof() && line_no == 1 => {
@@ -212,12 +207,7 @@ impl Scanner<'_> {
                         ingest_time,
                         &mut records,
                     ) {
-                        Ok(outcome) => {
-                            for e in &outcome.skipped {
-                                self.malformed(name, line_no, e.kind(), &e.to_string())?;
-                            }
-                            self.emit(&mut records)?;
-                        }
+                        Ok(outcome) => self.accept(name, line_no, &outcome, &mut records)?,
                         Err(e) => self.malformed(name, line_no, e.kind(), &e.to_string())?,
                     }
                 }
@@ -234,6 +224,20 @@ impl Scanner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Reports the skipped items of a parsed record and emits its events.
+    fn accept(
+        &mut self,
+        name: &str,
+        line_no: u64,
+        outcome: &LineOutcome,
+        records: &mut Vec<AuditRecord>,
+    ) -> io::Result<()> {
+        for e in &outcome.skipped {
+            self.malformed(name, line_no, e.kind(), &e.to_string())?;
+        }
+        self.emit(records)
     }
 
     fn emit(&mut self, records: &mut Vec<AuditRecord>) -> io::Result<()> {

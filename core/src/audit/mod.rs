@@ -175,11 +175,11 @@ impl AuditParser {
             match item
                 .and_then(|item| self.normalize_item(item, pos, index, ingest_time, line.len()))
             {
-                Ok(mut record) => {
-                    if single_plain && !record.audit_changed() {
+                Ok((mut record, changed)) => {
+                    if single_plain && !changed {
                         record.verbatim = Some(body.trim_ascii().into());
                     }
-                    out.push(record.into_record());
+                    out.push(record);
                     outcome.events += 1;
                 }
                 Err(e) => outcome.skipped.push(e),
@@ -194,6 +194,8 @@ impl AuditParser {
         Ok(outcome)
     }
 
+    /// Normalizes one audit event, then redacts and trims it; returns whether the audit
+    /// event was changed (then it cannot be kept verbatim).
     fn normalize_item(
         &self,
         item: envelope::Item,
@@ -201,7 +203,7 @@ impl AuditParser {
         index: u32,
         ingest_time: &str,
         line_len: usize,
-    ) -> Result<Pending, AuditError> {
+    ) -> Result<(AuditRecord, bool), AuditError> {
         let envelope::Item {
             mut audit, cluster, ..
         } = item;
@@ -210,33 +212,14 @@ impl AuditParser {
         event.cluster = cluster.or_else(|| self.config.cluster.clone());
         event.node.clone_from(&self.config.node);
         let changed = redact::redact_and_trim(&mut audit, self.config.max_object_bytes, line_len);
-        Ok(Pending {
-            event,
-            audit,
+        Ok((
+            AuditRecord {
+                event,
+                audit,
+                verbatim: None,
+            },
             changed,
-            verbatim: None,
-        })
-    }
-}
-
-struct Pending {
-    event: Event,
-    audit: Value,
-    changed: bool,
-    verbatim: Option<Box<[u8]>>,
-}
-
-impl Pending {
-    fn audit_changed(&self) -> bool {
-        self.changed
-    }
-
-    fn into_record(self) -> AuditRecord {
-        AuditRecord {
-            event: self.event,
-            audit: self.audit,
-            verbatim: self.verbatim,
-        }
+        ))
     }
 }
 

@@ -333,11 +333,7 @@ impl RuleSet {
     /// The rules `event` fires, in load order. `raw` is the original record's DOM, for
     /// rules that read raw fields.
     pub fn detect(&self, event: &Event, raw: Option<&Value>) -> Vec<Detection> {
-        let Some(rules) = SOURCES
-            .iter()
-            .position(|s| *s == event.source)
-            .and_then(|i| self.per_source.get(i))
-        else {
+        let Some(rules) = self.rules_of(event.source) else {
             return Vec::new();
         };
         let view = RuleView::new(event, raw, &self.config);
@@ -349,6 +345,13 @@ impl RuleSet {
             .filter(|(compiled, _)| rsigma_eval::evaluate_rule(compiled, &view).is_some())
             .map(|(_, meta)| meta.detection())
             .collect()
+    }
+
+    fn rules_of(&self, source: Source) -> Option<&SourceRules> {
+        SOURCES
+            .iter()
+            .position(|s| *s == source)
+            .and_then(|i| self.per_source.get(i))
     }
 
     /// The rules an audit record fires, once per request whatever stages the policy logs
@@ -368,11 +371,7 @@ impl RuleSet {
     /// tested against.
     #[cfg(test)]
     fn detect_ungated(&self, event: &Event, raw: Option<&Value>) -> Vec<Detection> {
-        let Some(rules) = SOURCES
-            .iter()
-            .position(|s| *s == event.source)
-            .and_then(|i| self.per_source.get(i))
-        else {
+        let Some(rules) = self.rules_of(event.source) else {
             return Vec::new();
         };
         let view = RuleView::new(event, raw, &self.config);
