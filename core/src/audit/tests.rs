@@ -515,3 +515,74 @@ fn oversize_objects_are_trimmed_after_workload_facts_are_taken() {
     assert!(serde_json::to_string(&ev).unwrap().len() < 2048);
     assert_eq!(ev.outcome, Outcome::Success);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse_any(bytes: &[u8]) -> Result<usize, AuditError> {
+        let mut out = Vec::new();
+        let outcome = AuditParser::default().parse_line(
+            bytes,
+            Position {
+                origin: "p",
+                offset: 0,
+            },
+            "t",
+            &mut out,
+        )?;
+        // Whatever is accepted must also serialize: outputs never meet an unwritable event.
+        for r in out {
+            serde_json::to_string(&r.into_event()).expect("an accepted event serializes");
+        }
+        Ok(outcome.events)
+    }
+
+    fn good_lines() -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        for f in [
+            "v1-event.json",
+            "every-workload-kind.jsonl",
+            "secrets-with-data.jsonl",
+            "gke-cloud-logging.jsonl",
+            "aks-diagnostic-string.jsonl",
+            "eventlist.json",
+        ] {
+            lines.extend(
+                fixture(f)
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        lines
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_any(&bytes);
+        }
+
+        /// Real events cut anywhere, or with bytes flipped: an error or an event, never a
+        /// panic, and a cut event is never accepted as complete.
+        #[test]
+        fn truncated_and_mutated_events_never_panic(pick in 0usize..64, cut in 0.0f64..1.0, flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 0..6)) {
+            let lines = good_lines();
+            let line = &lines[pick % lines.len()];
+            let at = ((line.len() as f64) * cut) as usize;
+            if at + 1 < line.trim_ascii_end().len() {
+                prop_assert!(parse_any(&line[..at]).is_err(), "a truncated event was accepted");
+            }
+            let mut mutated = line.clone();
+            for (pos, byte) in flips {
+                let i = ((mutated.len() as f64) * pos) as usize % mutated.len();
+                mutated[i] = byte;
+            }
+            let _ = parse_any(&mutated);
+        }
+    }
+}
