@@ -209,7 +209,8 @@ const SOURCES: [Source; 8] = [
 /// The rules of one source.
 #[derive(Default)]
 struct SourceRules {
-    compiled: Vec<(CompiledRule, Arc<RuleMeta>)>,
+    /// Shared between sources: a rule for every source is compiled once.
+    compiled: Vec<(Arc<CompiledRule>, Arc<RuleMeta>)>,
     gates: gate::GateIndex,
 }
 
@@ -300,7 +301,7 @@ impl RuleSet {
                 }
                 let mut mapped = rule.clone();
                 rsigma_eval::apply_pipelines(&pipelines, &mut mapped).map_err(compile_err)?;
-                let compiled = rsigma_eval::compile_rule(&mapped).map_err(compile_err)?;
+                let compiled = Arc::new(rsigma_eval::compile_rule(&mapped).map_err(compile_err)?);
                 let gate = gate::gate_of(&mapped);
                 for (slot, source) in per_source.iter_mut().zip(SOURCES) {
                     if meta.sources.contains(&source) {
