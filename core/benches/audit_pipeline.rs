@@ -1,4 +1,4 @@
-//! Audit pipeline throughput on one core (DESIGN §8):
+//! Audit pipeline throughput on one core (budget and figures: README, Performance):
 //! parse → normalize → every built-in rule → null output, beside a bare serde_json DOM parse
 //! of the same bytes in the same run.
 //!

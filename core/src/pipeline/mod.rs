@@ -1,4 +1,4 @@
-//! The contract between sources, the router and outputs (DESIGN §2).
+//! The contract between sources, the router and outputs.
 //!
 //! ```text
 //! source ──► Batch{events, ack} ──► Router ──► one bounded queue per output ──► Output
