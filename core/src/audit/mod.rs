@@ -17,12 +17,15 @@
 
 mod command;
 mod envelope;
+mod fast;
 mod gke;
 mod normalize;
 mod redact;
 mod stages;
 pub mod synth;
 mod workload;
+
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -105,28 +108,83 @@ pub struct Position<'a> {
 
 /// One audit event parsed and normalized, ready for detection.
 ///
-/// The DOM of the (redacted) audit event is kept beside the normalized event so that rules
-/// written against raw audit fields (SigmaHQ's) read it without a second parse.
+/// The original audit event is kept beside the normalized one for rules that read raw
+/// fields (SigmaHQ's): as the DOM the parser built, or, for a plain line read by the fast
+/// path, as its bytes, parsed into a DOM only when a rule asks for a raw field.
 #[derive(Debug)]
 pub struct AuditRecord {
     /// The normalized event, without `raw` and detections yet.
     pub event: Event,
-    /// The audit event, redacted and trimmed.
-    pub audit: Value,
-    /// The verbatim bytes of the audit event when it needed no change; moved into `raw`.
-    verbatim: Option<Box<[u8]>>,
+    raw: RawAudit,
+}
+
+#[derive(Debug)]
+enum RawAudit {
+    /// The audit event (redacted and trimmed), and its verbatim bytes when nothing changed.
+    Dom {
+        value: Value,
+        verbatim: Option<Box<[u8]>>,
+    },
+    /// A plain line that needed no change.
+    Lazy {
+        bytes: Box<[u8]>,
+        value: OnceLock<Value>,
+        stage: Option<String>,
+        audit_id: Option<String>,
+    },
 }
 
 impl AuditRecord {
+    /// The audit event as a DOM, redacted and trimmed. For a record of the fast path this
+    /// parses its bytes the first time.
+    pub fn audit(&self) -> &Value {
+        match &self.raw {
+            RawAudit::Dom { value, .. } => value,
+            // The bytes were parsed as this very JSON document when the line was read.
+            RawAudit::Lazy { bytes, value, .. } => {
+                value.get_or_init(|| serde_json::from_slice(bytes).unwrap_or(Value::Null))
+            }
+        }
+    }
+
+    /// The stage of the request the event records (`ResponseComplete` ...).
+    pub fn stage(&self) -> Option<&str> {
+        match &self.raw {
+            RawAudit::Dom { value, .. } => value.get("stage").and_then(Value::as_str),
+            RawAudit::Lazy { stage, .. } => stage.as_deref(),
+        }
+    }
+
+    /// The request's `auditID`.
+    pub fn audit_id(&self) -> Option<&str> {
+        match &self.raw {
+            RawAudit::Dom { value, .. } => value.get("auditID").and_then(Value::as_str),
+            RawAudit::Lazy { audit_id, .. } => audit_id.as_deref(),
+        }
+    }
+
     /// Completes the event: `raw` is the verbatim record when nothing was redacted or
     /// trimmed, the edited DOM otherwise.
     pub fn into_event(self) -> Event {
         let mut event = self.event;
-        event.raw = Some(match self.verbatim {
-            Some(text) => Raw::Verbatim(text),
-            None => Raw::Value(self.audit),
+        event.raw = Some(match self.raw {
+            RawAudit::Dom {
+                verbatim: Some(bytes),
+                ..
+            }
+            | RawAudit::Lazy { bytes, .. } => Raw::Verbatim(bytes),
+            RawAudit::Dom {
+                value,
+                verbatim: None,
+            } => Raw::Value(value),
         });
         event
+    }
+}
+
+impl crate::detect::RawSource for AuditRecord {
+    fn raw_value(&self) -> Option<&Value> {
+        Some(self.audit())
     }
 }
 
@@ -162,6 +220,49 @@ impl AuditParser {
         ingest_time: &str,
         out: &mut Vec<AuditRecord>,
     ) -> Result<LineOutcome, AuditError> {
+        if let Some(record) = self.parse_fast(line, pos, ingest_time) {
+            out.push(record);
+            return Ok(LineOutcome {
+                events: 1,
+                skipped: Vec::new(),
+            });
+        }
+        self.parse_dom(line, pos, ingest_time, out)
+    }
+
+    fn parse_fast(&self, line: &[u8], pos: Position<'_>, ingest_time: &str) -> Option<AuditRecord> {
+        let body = line.trim_ascii();
+        let parsed = fast::parse(body, self.config.max_object_bytes)?;
+        let facts = parsed.line.facts(parsed.request_object.as_ref());
+        let mut event = normalize::build(
+            facts,
+            parsed.request_object.as_ref(),
+            parsed.response_object.as_ref(),
+            pos,
+            0,
+            ingest_time,
+        );
+        event.cluster.clone_from(&self.config.cluster);
+        event.node.clone_from(&self.config.node);
+        Some(AuditRecord {
+            event,
+            raw: RawAudit::Lazy {
+                bytes: body.into(),
+                value: OnceLock::new(),
+                stage: parsed.line.stage(),
+                audit_id: parsed.line.audit_id(),
+            },
+        })
+    }
+
+    /// The general path: a DOM, any envelope, redaction and trimming.
+    fn parse_dom(
+        &self,
+        line: &[u8],
+        pos: Position<'_>,
+        ingest_time: &str,
+        out: &mut Vec<AuditRecord>,
+    ) -> Result<LineOutcome, AuditError> {
         let (body, verbatim_ok) = envelope::strip_export_prefix(line);
         let doc: Value = serde_json::from_slice(body)?;
         let mut items = Vec::new();
@@ -176,8 +277,11 @@ impl AuditParser {
                 .and_then(|item| self.normalize_item(item, pos, index, ingest_time, line.len()))
             {
                 Ok((mut record, changed)) => {
-                    if single_plain && !changed {
-                        record.verbatim = Some(body.trim_ascii().into());
+                    if single_plain
+                        && !changed
+                        && let RawAudit::Dom { verbatim, .. } = &mut record.raw
+                    {
+                        *verbatim = Some(body.trim_ascii().into());
                     }
                     out.push(record);
                     outcome.events += 1;
@@ -208,15 +312,25 @@ impl AuditParser {
             mut audit, cluster, ..
         } = item;
         check_version(&audit)?;
-        let mut event = normalize::normalize(&audit, pos, index, ingest_time)?;
+        let facts = normalize::facts_from_value(&audit)?;
+        let mut event = normalize::build(
+            facts,
+            audit.get("requestObject"),
+            audit.get("responseObject"),
+            pos,
+            index,
+            ingest_time,
+        );
         event.cluster = cluster.or_else(|| self.config.cluster.clone());
         event.node.clone_from(&self.config.node);
         let changed = redact::redact_and_trim(&mut audit, self.config.max_object_bytes, line_len);
         Ok((
             AuditRecord {
                 event,
-                audit,
-                verbatim: None,
+                raw: RawAudit::Dom {
+                    value: audit,
+                    verbatim: None,
+                },
             },
             changed,
         ))

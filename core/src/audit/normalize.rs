@@ -1,4 +1,8 @@
-//! An audit event DOM to the normalized [`Event`].
+//! Audit event facts to the normalized [`Event`].
+//!
+//! Two extractions feed one builder: [`facts_from_value`] reads a JSON DOM and names the
+//! field of the wrong type when there is one; `fast.rs` reads a typed parse of a plain log
+//! line. [`build`] turns either into the event, so both paths normalize identically.
 
 use serde_json::Value;
 
@@ -8,14 +12,24 @@ use crate::event::{
 };
 use crate::timestamp;
 
-/// Fills every normalized field an audit event can give; `raw` and detections are left to
-/// the caller.
-pub(super) fn normalize(
-    audit: &Value,
-    pos: Position<'_>,
-    index: u32,
-    ingest_time: &str,
-) -> Result<Event, AuditError> {
+/// What the normalizer needs of an audit event, whichever way it was parsed.
+#[derive(Debug, Default)]
+pub(super) struct Facts<'a> {
+    pub verb: &'a str,
+    pub object: Object,
+    pub actor: Actor,
+    /// `responseStatus` is present.
+    pub has_status: bool,
+    pub status: Option<&'a str>,
+    pub code: Option<i64>,
+    /// `requestReceivedTimestamp`, `stageTimestamp`, `timestamp` (v1beta1), in that order.
+    pub times: [Option<&'a str>; 3],
+    /// The exec options some exporters log as the request body (`requestObject.command`).
+    pub body_command: Vec<String>,
+}
+
+/// Reads the facts from a DOM, refusing a field of the wrong type by name.
+pub(super) fn facts_from_value(audit: &Value) -> Result<Facts<'_>, AuditError> {
     let verb = match audit.get("verb") {
         Some(Value::String(v)) => v.as_str(),
         None | Some(Value::Null) => "",
@@ -26,19 +40,66 @@ pub(super) fn normalize(
             });
         }
     };
-    let object = object_ref(audit)?;
-    let actor = actor(audit)?;
+    let status = audit.get("responseStatus");
+    Ok(Facts {
+        verb,
+        object: object_ref(audit)?,
+        actor: actor(audit)?,
+        has_status: status.is_some(),
+        status: status.and_then(|s| s.get("status")).and_then(Value::as_str),
+        code: status.and_then(|s| s.get("code")).and_then(Value::as_i64),
+        times: ["requestReceivedTimestamp", "stageTimestamp", "timestamp"]
+            .map(|k| audit.get(k).and_then(Value::as_str)),
+        body_command: audit
+            .pointer("/requestObject/command")
+            .and_then(Value::as_array)
+            .map(|c| {
+                c.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// Builds the normalized event; `raw` and detections are left to the caller. The request
+/// and response objects are only read for writes, where they carry a pod template.
+pub(super) fn build(
+    facts: Facts<'_>,
+    request_object: Option<&Value>,
+    response_object: Option<&Value>,
+    pos: Position<'_>,
+    index: u32,
+    ingest_time: &str,
+) -> Event {
+    let Facts {
+        verb,
+        object,
+        actor,
+        has_status,
+        status,
+        code,
+        times,
+        body_command,
+    } = facts;
     let action = action(
         verb,
         object.resource.as_deref(),
         object.subresource.as_deref(),
     );
-
-    let time = ["requestReceivedTimestamp", "stageTimestamp", "timestamp"]
+    let time = times
         .iter()
-        .filter_map(|k| audit.get(*k).and_then(Value::as_str))
-        .find_map(timestamp::normalize)
+        .flatten()
+        .find_map(|t| timestamp::normalize(t))
         .unwrap_or_else(|| ingest_time.to_owned());
+    let outcome = match (has_status, status, code) {
+        (false, _, _) => Outcome::Unknown,
+        (true, Some("Failure"), _) => Outcome::Failure,
+        (true, _, Some(100..=399)) => Outcome::Success,
+        (true, _, Some(_)) => Outcome::Failure,
+        (true, _, None) => Outcome::Unknown,
+    };
 
     let mut event = Event {
         id: event_id(Source::K8sAudit, pos.origin, pos.offset, index),
@@ -47,20 +108,19 @@ pub(super) fn normalize(
         source: Source::K8sAudit,
         kind: Kind::Audit,
         action: action.to_owned(),
-        outcome: outcome(audit),
+        outcome,
         actor,
         object,
         ..Event::default()
     };
 
     if matches!(action, "exec" | "attach") {
-        exec_facts(&mut event, audit);
+        exec_facts(&mut event, body_command);
     }
     if matches!(verb, "create" | "update" | "patch") {
-        event.workload = audit
-            .get("requestObject")
+        event.workload = request_object
             .and_then(workload_from_object)
-            .or_else(|| audit.get("responseObject").and_then(workload_from_object))
+            .or_else(|| response_object.and_then(workload_from_object))
             .map(|mut w| {
                 // A create request's body often lacks the namespace (and generateName'd
                 // pods the name); the URL has them.
@@ -73,7 +133,7 @@ pub(super) fn normalize(
                 w
             });
     }
-    Ok(event)
+    event
 }
 
 /// The normalized verb: the subresources that are actions of their own become that action,
@@ -86,20 +146,6 @@ fn action<'a>(verb: &'a str, resource: Option<&str>, subresource: Option<&str>) 
         (Some("pods"), Some("log")) if verb == "get" => "log",
         _ if verb.is_empty() => "unknown",
         _ => verb,
-    }
-}
-
-fn outcome(audit: &Value) -> Outcome {
-    let Some(status) = audit.get("responseStatus") else {
-        return Outcome::Unknown;
-    };
-    if status.get("status").and_then(Value::as_str) == Some("Failure") {
-        return Outcome::Failure;
-    }
-    match status.get("code").and_then(Value::as_i64) {
-        Some(100..=399) => Outcome::Success,
-        Some(_) => Outcome::Failure,
-        None => Outcome::Unknown,
     }
 }
 
@@ -154,26 +200,18 @@ fn actor(audit: &Value) -> Result<Actor, AuditError> {
 }
 
 /// `system:serviceaccount:<ns>:<name>` → `<ns>/<name>`.
-fn service_account(user: &str) -> Option<String> {
+pub(super) fn service_account(user: &str) -> Option<String> {
     let rest = user.strip_prefix("system:serviceaccount:")?;
     let (ns, name) = rest.split_once(':')?;
     (!ns.is_empty() && !name.is_empty()).then(|| format!("{ns}/{name}"))
 }
 
-fn exec_facts(event: &mut Event, audit: &Value) {
+fn exec_facts(event: &mut Event, body_command: Vec<String>) {
     let uri = event.object.request_uri.as_deref().unwrap_or_default();
     let mut req = decode_command(uri);
     // GKE and some proxies log the exec options as the request body instead.
-    if req.args.is_empty()
-        && let Some(cmd) = audit
-            .pointer("/requestObject/command")
-            .and_then(Value::as_array)
-    {
-        req.args = cmd
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
+    if req.args.is_empty() {
+        req.args = body_command;
     }
     if !req.args.is_empty() || req.tty.is_some() {
         event.process = Some(Process {

@@ -10,8 +10,6 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use serde_json::Value;
-
 use super::AuditRecord;
 
 /// How many requests seen at `ResponseStarted` are remembered until their
@@ -35,8 +33,8 @@ impl StageFilter {
 
     /// Whether rules should run on `record`.
     pub fn should_detect(&mut self, record: &AuditRecord) -> bool {
-        let stage = record.audit.get("stage").and_then(Value::as_str);
-        let id = record.audit.get("auditID").and_then(Value::as_str);
+        let stage = record.stage();
+        let id = record.audit_id();
         match (stage, id) {
             (Some("RequestReceived"), _) => false,
             (Some("ResponseStarted"), Some(id)) => {

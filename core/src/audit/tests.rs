@@ -192,7 +192,7 @@ fn eks_filter_log_events_pretty_printed() {
     );
     assert_eq!(
         p.records[0]
-            .audit
+            .audit()
             .pointer("/requestObject/roleRef/name")
             .and_then(|v| v.as_str()),
         Some("cluster-admin")
@@ -279,14 +279,14 @@ fn gke_cloud_logging_entries() {
     );
     assert_eq!(
         p.records[2]
-            .audit
+            .audit()
             .pointer("/responseStatus/code")
             .and_then(|c| c.as_i64()),
         Some(403)
     );
     assert_eq!(
         p.records[3]
-            .audit
+            .audit()
             .pointer("/objectRef/apiGroup")
             .and_then(|c| c.as_str()),
         Some("rbac.authorization.k8s.io")
@@ -508,7 +508,8 @@ fn oversize_objects_are_trimmed_after_workload_facts_are_taken() {
     let r = out.pop().unwrap();
     assert!(r.event.workload.as_ref().unwrap().privileged);
     assert_eq!(
-        r.audit.pointer(&format!("/requestObject/{TRIMMED_MARKER}")),
+        r.audit()
+            .pointer(&format!("/requestObject/{TRIMMED_MARKER}")),
         Some(&serde_json::json!(true))
     );
     let ev = r.into_event();
@@ -585,4 +586,83 @@ mod properties {
             let _ = parse_any(&mutated);
         }
     }
+}
+
+/// The fast path is an optimization only: for every line it takes, the DOM path must give
+/// the same event, byte for byte once serialized, and the same detections.
+#[test]
+fn fast_path_and_dom_path_give_the_same_events() {
+    let rules = crate::detect::RuleSet::builtin().unwrap();
+    let mut input = crate::audit::synth::generate(
+        crate::audit::synth::SynthConfig {
+            seed: 11,
+            attack_ratio: 0.2,
+        },
+        3_000_000,
+    );
+    for f in
+        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit"))
+            .unwrap()
+    {
+        input.extend(std::fs::read(f.unwrap().path()).unwrap());
+        input.push(b'\n');
+    }
+    input.extend(
+        std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/audit/attack-story.log"),
+        )
+        .unwrap(),
+    );
+    let parser = AuditParser::default();
+    let (mut fast, mut total) = (0, 0);
+    for (i, line) in input.split(|b| *b == b'\n').enumerate() {
+        let pos = Position {
+            origin: "eq",
+            offset: i as u64,
+        };
+        let Some(f) = parser.parse_fast(line, pos, "t") else {
+            continue;
+        };
+        let mut dom = Vec::new();
+        parser
+            .parse_dom(line, pos, "t", &mut dom)
+            .expect("a line the fast path takes parses");
+        assert_eq!(dom.len(), 1);
+        let d = dom.pop().unwrap();
+        assert_eq!(f.stage(), d.stage());
+        assert_eq!(f.audit_id(), d.audit_id());
+        assert_eq!(f.audit(), d.audit());
+        let mut stages = StageFilter::new();
+        let fd = rules.detect_audit(&f, &mut stages);
+        let dd = rules.detect_audit(&d, &mut StageFilter::new());
+        assert_eq!(fd, dd, "{}", String::from_utf8_lossy(line));
+        let fe = serde_json::to_string(&f.into_event()).unwrap();
+        let de = serde_json::to_string(&d.into_event()).unwrap();
+        assert_eq!(fe, de);
+        fast += 1;
+        total += usize::from(!line.trim_ascii().is_empty());
+    }
+    // Most lines of a busy cluster take the fast path; the test covers it broadly.
+    assert!(fast > 2000, "{fast} of {total} lines took the fast path");
+}
+
+/// serde_json skips unknown fields without checking their UTF-8; a line with invalid UTF-8
+/// anywhere must still be refused, since it is kept verbatim as `raw`.
+#[test]
+fn invalid_utf8_in_an_unknown_field_is_refused() {
+    let mut line = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"get","requestURI":"/x","auditID":"a","extra":""#.to_vec();
+    line.extend_from_slice(&[0xff, 0xfe]);
+    line.extend_from_slice(br#""}"#);
+    let err = AuditParser::default()
+        .parse_line(
+            &line,
+            Position {
+                origin: "u",
+                offset: 0,
+            },
+            "t",
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_json");
 }

@@ -24,12 +24,11 @@ use std::sync::Arc;
 
 use rsigma_eval::{CompiledRule, Pipeline};
 use rsigma_parser::{LogSource, SigmaRule};
-use serde_json::Value;
 
 use crate::event::{Detection, Event, Severity, Source};
 
 pub use builtin::{BUILTIN_RULES, PIPELINE_YAML};
-pub use view::RuleView;
+pub use view::{RawSource, RuleView};
 
 /// Why rules could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -333,7 +332,7 @@ impl RuleSet {
 
     /// The rules `event` fires, in load order. `raw` is the original record's DOM, for
     /// rules that read raw fields.
-    pub fn detect(&self, event: &Event, raw: Option<&Value>) -> Vec<Detection> {
+    pub fn detect(&self, event: &Event, raw: Option<&dyn RawSource>) -> Vec<Detection> {
         let Some(rules) = self.rules_of(event.source) else {
             return Vec::new();
         };
@@ -365,13 +364,13 @@ impl RuleSet {
         if !stages.should_detect(record) {
             return Vec::new();
         }
-        self.detect(&record.event, Some(&record.audit))
+        self.detect(&record.event, Some(record))
     }
 
     /// Every rule evaluated on `event`, without the gate index: the reference the index is
     /// tested against.
     #[cfg(test)]
-    fn detect_ungated(&self, event: &Event, raw: Option<&Value>) -> Vec<Detection> {
+    fn detect_ungated(&self, event: &Event, raw: Option<&dyn RawSource>) -> Vec<Detection> {
         let Some(rules) = self.rules_of(event.source) else {
             return Vec::new();
         };

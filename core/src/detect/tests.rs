@@ -342,9 +342,9 @@ fn gated_evaluation_equals_evaluating_every_rule() {
             continue;
         }
         for r in &records {
-            let gated = rules.detect(&r.event, Some(&r.audit));
-            let all = rules.detect_ungated(&r.event, Some(&r.audit));
-            assert_eq!(gated, all, "{:?}", r.audit);
+            let gated = rules.detect(&r.event, Some(r));
+            let all = rules.detect_ungated(&r.event, Some(r));
+            assert_eq!(gated, all, "{:?}", r.audit());
             events += 1;
             fired += usize::from(!all.is_empty());
         }

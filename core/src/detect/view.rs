@@ -24,27 +24,56 @@ use serde_json::Value;
 
 use crate::event::{Event, HostPath, WorkloadContainer};
 
+/// The original record of an event, for rules that read raw fields. A source may build its
+/// DOM only when first asked.
+pub trait RawSource {
+    /// The record as a JSON document, if there is one.
+    fn raw_value(&self) -> Option<&Value>;
+}
+
+impl RawSource for Value {
+    fn raw_value(&self) -> Option<&Value> {
+        Some(self)
+    }
+}
+
 /// An event as rules see it.
 pub struct RuleView<'a> {
     event: &'a Event,
-    raw: Option<JsonEvent<'a>>,
-    raw_value: Option<&'a Value>,
+    raw: Option<&'a dyn RawSource>,
+    /// rsigma's walker over the raw record, for paths with escapes or brackets and for
+    /// keyword searches; built on first use.
+    json: std::cell::OnceCell<Option<JsonEvent<'a>>>,
     config: &'a super::DetectConfig,
 }
 
 impl<'a> RuleView<'a> {
-    /// `raw` is the original record as a DOM, when the source has one.
-    pub fn new(event: &'a Event, raw: Option<&'a Value>, config: &'a super::DetectConfig) -> Self {
+    /// `raw` is the original record, when the source has one.
+    pub fn new(
+        event: &'a Event,
+        raw: Option<&'a dyn RawSource>,
+        config: &'a super::DetectConfig,
+    ) -> Self {
         RuleView {
             event,
-            raw: raw.map(JsonEvent::borrow),
-            raw_value: raw,
+            raw,
+            json: std::cell::OnceCell::new(),
             config,
         }
     }
 
+    fn raw_value(&self) -> Option<&'a Value> {
+        self.raw.and_then(|r| r.raw_value())
+    }
+
+    fn json(&self) -> Option<&JsonEvent<'a>> {
+        self.json
+            .get_or_init(|| self.raw_value().map(JsonEvent::borrow))
+            .as_ref()
+    }
+
     fn request_data(&self, keys: bool) -> Option<EventValue<'_>> {
-        let body = self.raw_value?.get("requestObject")?;
+        let body = self.raw_value()?.get("requestObject")?;
         let mut out = Vec::new();
         for field in ["data", "stringData"] {
             if let Some(Value::Object(map)) = body.get(field) {
@@ -64,9 +93,9 @@ impl<'a> RuleView<'a> {
         // Plain dotted paths, by far the common case, are walked here without allocating;
         // rsigma's own walker parses the path on every call. Escapes and brackets go to it.
         if path.contains(['[', '\\']) {
-            return self.raw.as_ref()?.get_field(path);
+            return self.json()?.get_field(path);
         }
-        let root = self.raw_value?;
+        let root = self.raw_value()?;
         if let Some(v) = root.as_object().and_then(|o| o.get(path)) {
             return Some(EventValue::from(v));
         }
@@ -302,14 +331,12 @@ impl SigmaEvent for RuleView<'_> {
             e.actor.user.as_deref(),
             e.object.name.as_deref(),
         ];
-        own.into_iter().flatten().any(pred)
-            || self.raw.as_ref().is_some_and(|r| r.any_string_value(pred))
+        own.into_iter().flatten().any(pred) || self.json().is_some_and(|r| r.any_string_value(pred))
     }
 
     fn all_string_values(&self) -> Vec<Cow<'_, str>> {
         let mut out = self
-            .raw
-            .as_ref()
+            .json()
             .map(|r| r.all_string_values())
             .unwrap_or_default();
         let e = self.event;
@@ -324,8 +351,8 @@ impl SigmaEvent for RuleView<'_> {
 
     fn to_json(&self) -> Value {
         let mut v = serde_json::to_value(self.event).unwrap_or(Value::Null);
-        if let (Some(obj), Some(raw)) = (v.as_object_mut(), &self.raw) {
-            obj.insert("raw".into(), raw.to_json());
+        if let (Some(obj), Some(raw)) = (v.as_object_mut(), self.raw_value()) {
+            obj.insert("raw".into(), raw.clone());
         }
         v
     }
@@ -357,7 +384,7 @@ mod tests {
         };
         let raw = json!({"verb": "get", "kind": "Event", "objectRef": {"resource": "pods"}});
         let config = crate::detect::DetectConfig::default();
-        let view = RuleView::new(&event, Some(&raw), &config);
+        let view = RuleView::new(&event, Some(&raw as &dyn RawSource), &config);
         assert_eq!(view.get_field("action"), Some(s("exec")));
         assert_eq!(view.get_field("kind"), Some(s("audit")));
         assert_eq!(view.get_field("raw.kind"), Some(s("Event")));
@@ -387,7 +414,7 @@ mod tests {
         let raw = json!({"requestObject": {"rules": [{"verbs": ["get"]}, {"verbs": ["*", "list"]}], "x.y": 1},
                          "a": {"b": [1, 2]}, "flat.key": "f"});
         let config = crate::detect::DetectConfig::default();
-        let view = RuleView::new(&event, Some(&raw), &config);
+        let view = RuleView::new(&event, Some(&raw as &dyn RawSource), &config);
         let reference = JsonEvent::borrow(&raw);
         for path in [
             "requestObject.rules.verbs",
