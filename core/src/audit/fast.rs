@@ -66,6 +66,8 @@ pub(super) struct Line<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    level: Option<Cow<'a, str>>,
     #[serde(rename = "auditID", borrow, default)]
     audit_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -96,6 +98,20 @@ pub(super) struct Line<'a> {
     stage_timestamp: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     timestamp: Option<Cow<'a, str>>,
+}
+
+/// Raw fields a fast-path record answers without its DOM (with the normalized event).
+#[derive(Debug)]
+pub(super) struct Known {
+    pub verb: Option<String>,
+    pub stage: Option<String>,
+    pub audit_id: Option<String>,
+    pub level: Option<String>,
+    pub code: Option<i64>,
+    /// `user.groups` was present (the normalized list is empty both when it was absent and
+    /// when it was empty).
+    pub has_groups: bool,
+    pub has_source_ips: bool,
 }
 
 /// Resources whose request or response bodies may carry secret values.
@@ -239,13 +255,16 @@ impl<'a> Line<'a> {
         }
     }
 
-    /// The request's stage, for one detection per request.
-    pub(super) fn stage(&self) -> Option<String> {
-        own(&self.stage)
-    }
-
-    /// The request's audit id.
-    pub(super) fn audit_id(&self) -> Option<String> {
-        own(&self.audit_id)
+    /// What the record keeps of the raw event besides the normalized facts.
+    pub(super) fn known(&self) -> Known {
+        Known {
+            verb: own(&self.verb),
+            stage: own(&self.stage),
+            audit_id: own(&self.audit_id),
+            level: own(&self.level),
+            code: self.response_status.as_ref().and_then(|s| s.code),
+            has_groups: self.user.as_ref().is_some_and(|u| u.groups.is_some()),
+            has_source_ips: self.source_ips.is_some(),
+        }
     }
 }

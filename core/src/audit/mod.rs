@@ -25,7 +25,10 @@ mod stages;
 pub mod synth;
 mod workload;
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
+
+use rsigma_eval::event::EventValue;
 
 use serde_json::Value;
 
@@ -106,6 +109,18 @@ pub struct Position<'a> {
     pub offset: u64,
 }
 
+fn s(v: &Option<String>) -> Option<EventValue<'_>> {
+    v.as_deref().map(|v| EventValue::Str(Cow::Borrowed(v)))
+}
+
+fn list(v: &[String]) -> EventValue<'_> {
+    EventValue::Array(
+        v.iter()
+            .map(|x| EventValue::Str(Cow::Borrowed(x.as_str())))
+            .collect(),
+    )
+}
+
 /// One audit event parsed and normalized, ready for detection.
 ///
 /// The original audit event is kept beside the normalized one for rules that read raw
@@ -129,8 +144,7 @@ enum RawAudit {
     Lazy {
         bytes: Box<[u8]>,
         value: OnceLock<Value>,
-        stage: Option<String>,
-        audit_id: Option<String>,
+        known: fast::Known,
     },
 }
 
@@ -151,7 +165,7 @@ impl AuditRecord {
     pub fn stage(&self) -> Option<&str> {
         match &self.raw {
             RawAudit::Dom { value, .. } => value.get("stage").and_then(Value::as_str),
-            RawAudit::Lazy { stage, .. } => stage.as_deref(),
+            RawAudit::Lazy { known, .. } => known.stage.as_deref(),
         }
     }
 
@@ -159,7 +173,7 @@ impl AuditRecord {
     pub fn audit_id(&self) -> Option<&str> {
         match &self.raw {
             RawAudit::Dom { value, .. } => value.get("auditID").and_then(Value::as_str),
-            RawAudit::Lazy { audit_id, .. } => audit_id.as_deref(),
+            RawAudit::Lazy { known, .. } => known.audit_id.as_deref(),
         }
     }
 
@@ -185,6 +199,39 @@ impl AuditRecord {
 impl crate::detect::RawSource for AuditRecord {
     fn raw_value(&self) -> Option<&Value> {
         Some(self.audit())
+    }
+
+    /// The raw fields SigmaHQ's rules read most, answered from what a fast-path record
+    /// holds, so that such rules do not make every event build its DOM. Each answer is the
+    /// raw value exactly (a test compares them with the DOM's over a corpus).
+    fn known_field(&self, path: &str) -> Option<Option<EventValue<'_>>> {
+        let RawAudit::Lazy { known, .. } = &self.raw else {
+            return None;
+        };
+        let e = &self.event;
+        Some(match path {
+            "verb" => s(&known.verb),
+            "stage" => s(&known.stage),
+            "auditID" => s(&known.audit_id),
+            "level" => s(&known.level),
+            "responseStatus.code" => known.code.map(EventValue::Int),
+            "requestURI" => s(&e.object.request_uri),
+            "userAgent" => s(&e.actor.user_agent),
+            "user.username" => s(&e.actor.user),
+            "user.uid" => s(&e.actor.uid),
+            "impersonatedUser.username" => s(&e.actor.impersonated_user),
+            "objectRef.resource" => s(&e.object.resource),
+            "objectRef.subresource" => s(&e.object.subresource),
+            "objectRef.apiVersion" => s(&e.object.api_version),
+            "objectRef.uid" => s(&e.object.uid),
+            // Lists and the fields normalization drops when empty are exact only when present.
+            "user.groups" if known.has_groups => Some(list(&e.actor.groups)),
+            "sourceIPs" if known.has_source_ips => Some(list(&e.actor.source_ips)),
+            "objectRef.namespace" if e.object.namespace.is_some() => s(&e.object.namespace),
+            "objectRef.name" if e.object.name.is_some() => s(&e.object.name),
+            "objectRef.apiGroup" if e.object.api_group.is_some() => s(&e.object.api_group),
+            _ => return None,
+        })
     }
 }
 
@@ -249,8 +296,7 @@ impl AuditParser {
             raw: RawAudit::Lazy {
                 bytes: body.into(),
                 value: OnceLock::new(),
-                stage: parsed.line.stage(),
-                audit_id: parsed.line.audit_id(),
+                known: parsed.line.known(),
             },
         })
     }

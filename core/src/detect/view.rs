@@ -29,6 +29,14 @@ use crate::event::{Event, HostPath, WorkloadContainer};
 pub trait RawSource {
     /// The record as a JSON document, if there is one.
     fn raw_value(&self) -> Option<&Value>;
+
+    /// A raw field answered without building the document, when the source knows it
+    /// exactly: `Some(value)` is the answer (`Some(None)`: absent), `None` means "look in
+    /// the document".
+    fn known_field(&self, path: &str) -> Option<Option<EventValue<'_>>> {
+        let _ = path;
+        None
+    }
 }
 
 impl RawSource for Value {
@@ -90,6 +98,9 @@ impl<'a> RuleView<'a> {
     }
 
     fn raw_field(&self, path: &str) -> Option<EventValue<'_>> {
+        if let Some(known) = self.raw.and_then(|r| r.known_field(path)) {
+            return known;
+        }
         // Plain dotted paths, by far the common case, are walked here without allocating;
         // rsigma's own walker parses the path on every call. Escapes and brackets go to it.
         if path.contains(['[', '\\']) {
@@ -176,6 +187,40 @@ fn containers<'a>(
 }
 
 impl RuleView<'_> {
+    /// Calls `f` with each string value of `path` (every member of a list), without building
+    /// the list; `false` when the field is absent. Non-string values go to `other`.
+    pub(super) fn visit_strings(
+        &self,
+        path: &str,
+        f: &mut dyn FnMut(&str),
+        other: &mut dyn FnMut(),
+    ) -> bool {
+        let a = &self.event.actor;
+        let lists: Option<&[String]> = match path {
+            "actor.groups" => Some(&a.groups),
+            "actor.source_ips" => Some(&a.source_ips),
+            _ => None,
+        };
+        if let Some(list) = lists {
+            list.iter().for_each(|s| f(s));
+            return !list.is_empty();
+        }
+        let Some(value) = SigmaEvent::get_field(self, path) else {
+            return false;
+        };
+        let members: &[EventValue<'_>] = match &value {
+            EventValue::Array(items) => items,
+            single => std::slice::from_ref(single),
+        };
+        for m in members {
+            match m {
+                EventValue::Str(s) => f(s),
+                _ => other(),
+            }
+        }
+        true
+    }
+
     /// The normalized fields. `None` from the outer option means "not a normalized key",
     /// `Some(None)` means "a normalized key that is absent on this event".
     fn normalized(&self, path: &str) -> Option<Option<EventValue<'_>>> {
