@@ -155,8 +155,11 @@ pub(super) fn parse(body: &[u8], max_object_bytes: usize) -> Option<Parsed<'_>> 
     if resource.is_some_and(|r| REDACTED_RESOURCES.contains(&r)) {
         return None;
     }
-    // A List sent to the API may embed Secrets; the DOM path redacts them.
-    let embeds_secret = |o: Option<&RawValue>| o.is_some_and(|o| o.get().contains("\"Secret\""));
+    // A List sent to the API may embed Secrets; the DOM path redacts them. A `\u` escape could
+    // spell the kind without its letters appearing, so any escape goes to the DOM path too.
+    let embeds_secret = |o: Option<&RawValue>| {
+        o.is_some_and(|o| o.get().contains("\"Secret\"") || o.get().contains("\\u"))
+    };
     if embeds_secret(line.request_object) || embeds_secret(line.response_object) {
         return None;
     }

@@ -709,3 +709,24 @@ fn invalid_utf8_in_an_unknown_field_is_refused() {
         .unwrap_err();
     assert_eq!(err.kind(), "invalid_json");
 }
+
+/// A Secret inside a list must be redacted even when its kind is spelled with escapes.
+#[test]
+fn escaped_secret_kinds_are_still_redacted() {
+    let line = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","verb":"create","requestURI":"/api/v1/namespaces/a/lists","objectRef":{"resource":"lists","namespace":"a"},"responseStatus":{"code":201},"requestObject":{"kind":"List","items":[{"kind":"Secr\u0065t","data":{"k":"c2VjcmV0LXZhbHVl"}}]}}"#;
+    let mut out = Vec::new();
+    AuditParser::default()
+        .parse_line(
+            line.as_bytes(),
+            Position {
+                origin: "e",
+                offset: 0,
+            },
+            "t",
+            &mut out,
+        )
+        .unwrap();
+    let text = serde_json::to_string(&out.pop().unwrap().into_event()).unwrap();
+    assert!(!text.contains("c2VjcmV0LXZhbHVl"), "{text}");
+    assert!(text.contains(REDACTED));
+}
