@@ -1,7 +1,7 @@
 //! Rule pre-filtering: which rules can possibly fire on an event.
 //!
-//! From each rule's condition a *gate* is derived: a field and the values it must have for
-//! the rule to fire (`object.resource ∈ {roles, clusterroles}`). Events are offered only
+//! From each rule's condition a *gate* is derived: a condition the event must meet for the
+//! rule to fire (`object.resource ∈ {roles, clusterroles}`). Events are offered only
 //! the rules whose gate they pass, plus the rules that have no gate. A gate is an
 //! over-approximation, never a guess: a rule is skipped only when its condition cannot be
 //! true for the event.
@@ -13,14 +13,16 @@
 //! Derivation, on the condition after the processing pipeline has renamed fields, of
 //! *clauses*: necessary conditions of the form "field1 ∈ values1 or field2 ∈ values2 ...":
 //! - a selection (a mapping) gives one clause per plain-string field it constrains (no
-//!   modifier but `cased`; no wildcard); a list of mappings is an `or` of them;
+//!   modifier but `cased`; no wildcard), and one "is present" clause per selective normalized
+//!   field it tests in any way ([`PRESENCE_FIELDS`]: a positive test of a field needs the
+//!   field); a list of mappings is an `or` of them;
 //! - `a and b` keeps the clauses of both; `a or b` joins the best clause of each into one
 //!   (`user ∈ {system:anonymous} or groups ∈ {system:unauthenticated}`), and has none if
 //!   either side has none; `not a` has none;
 //! - `1 of x*` is an `or`, `all of x*` an `and`, `N of x*` (N ≥ 1) at least an `or`.
 //!
 //! The gate is the most selective clause: the one whose weakest field is the most selective
-//! ([`GATE_FIELDS`] order). Only fields a record answers without building its JSON DOM are
+//! ([`GATE_FIELDS`] ranks; presence of a workload or process ranks with a subresource). Only fields a record answers without building its JSON DOM are
 //! used, so gating never costs a parse.
 
 use std::collections::{BTreeMap, BTreeSet};
