@@ -9,6 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A running agent, killed when dropped so that a failing test never leaves one behind.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Harness {
     dir: tempfile::TempDir,
     next: usize,
@@ -37,18 +47,20 @@ impl Harness {
         self.dir.path().join("audit/audit.log")
     }
 
-    fn start(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_vigil-agent"))
+    fn start(&self) -> Agent {
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil-agent"))
             .args(["run", "--config"])
             .arg(self.dir.path().join("agent.yaml"))
             .env("VIGIL_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap()
+            .unwrap();
+        Agent(child)
     }
 
-    fn stop(&self, mut child: Child) {
+    fn stop(&self, mut agent: Agent) {
+        let child = &mut agent.0;
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -85,19 +97,30 @@ impl Harness {
         f.write_all(buf.as_bytes()).unwrap();
     }
 
-    /// auditID → (count, the event ids it was shipped with).
+    /// auditID → (count, the event ids it was shipped with), from the complete lines of the
+    /// output (the agent may be writing the last one).
     fn delivered(&self) -> HashMap<String, (usize, Vec<String>)> {
+        self.read_output().0
+    }
+
+    /// The delivered events, and the lines that are not events (fragments a kill -9 left).
+    fn read_output(&self) -> (HashMap<String, (usize, Vec<String>)>, usize) {
         let text =
             std::fs::read_to_string(self.dir.path().join("out/events.json")).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
         let mut seen: HashMap<String, (usize, Vec<String>)> = HashMap::new();
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut fragments = 0;
+        for line in complete.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                fragments += 1;
+                continue;
+            };
             let audit_id = v["raw"]["auditID"].as_str().unwrap().to_owned();
             let e = seen.entry(audit_id).or_default();
             e.0 += 1;
             e.1.push(v["id"].as_str().unwrap().to_owned());
         }
-        seen
+        (seen, fragments)
     }
 
     fn wait_for_all(&self) {
@@ -179,8 +202,8 @@ fn kill_9_loses_nothing_and_repeats_events_with_their_ids() {
             h.write(&log, 200);
             std::thread::sleep(Duration::from_millis(15));
         }
-        agent.kill().unwrap();
-        agent.wait().unwrap();
+        agent.0.kill().unwrap();
+        agent.0.wait().unwrap();
         h.write(&log, 100 + round);
         agent = h.start();
     }
@@ -198,6 +221,12 @@ fn kill_9_loses_nothing_and_repeats_events_with_their_ids() {
     }
     // Duplicates are bounded by what can be in flight plus one checkpoint interval, per crash:
     // queue_batches (8) × batch_events (64) + a 100 ms interval of reading; far below 2 × 2,000.
+    // A kill in the middle of a write leaves at most one fragment, on a line of its own.
+    assert!(
+        h.read_output().1 <= 2,
+        "{} torn lines after 2 kills",
+        h.read_output().1
+    );
     let dups = h.duplicates();
     eprintln!("duplicates after 2 kill -9: {dups}");
     assert!(dups <= 2 * (8 * 64 + 2 * 64 + 200), "{dups} duplicates");

@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -70,12 +70,27 @@ impl FileOutput {
     }
 }
 
+/// Opens the file for appending. A process killed in the middle of a write leaves a line
+/// without its newline; the next line starts on a fresh line so that the fragment stays a
+/// line of its own (a consumer skips it as malformed; its events were never acknowledged and
+/// are written again) instead of corrupting the next event too.
 fn open_append(path: &PathBuf) -> Result<(File, (u64, u64)), OutputError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
     let m = file.metadata()?;
+    if m.len() > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, m.len() - 1)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
     Ok((file, (m.dev(), m.ino())))
 }
 
@@ -142,6 +157,24 @@ mod tests {
         };
         assert_eq!(ids(&dir.path().join("events.json.1")), ["a", "b"]);
         assert_eq!(ids(&path), ["c"]);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_stays_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.json");
+        std::fs::write(&path, b"{\"id\":\"a\"}\n{\"schema\":\"vigil.ev").unwrap();
+        let mut out = FileOutput::open(FileOutputConfig {
+            path: path.clone(),
+            fsync: FsyncPolicy::Never,
+        })
+        .unwrap();
+        out.send(&[ev("b")]).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1], "{\"schema\":\"vigil.ev");
+        assert_eq!(serde_json::from_str::<Event>(lines[2]).unwrap().id, "b");
     }
 
     #[tokio::test]
