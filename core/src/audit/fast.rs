@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::normalize::{Facts, service_account};
+use super::normalize::{Facts, body_command, service_account};
 use crate::event::{Actor, Object};
 
 #[derive(Deserialize)]
@@ -245,16 +245,7 @@ impl<'a> Line<'a> {
                 self.stage_timestamp.as_deref(),
                 self.timestamp.as_deref(),
             ],
-            body_command: request_object
-                .and_then(|r| r.get("command"))
-                .and_then(Value::as_array)
-                .map(|c| {
-                    c.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            body_command: body_command(request_object),
         }
     }
 

@@ -50,17 +50,22 @@ pub(super) fn facts_from_value(audit: &Value) -> Result<Facts<'_>, AuditError> {
         code: status.and_then(|s| s.get("code")).and_then(Value::as_i64),
         times: ["requestReceivedTimestamp", "stageTimestamp", "timestamp"]
             .map(|k| audit.get(k).and_then(Value::as_str)),
-        body_command: audit
-            .pointer("/requestObject/command")
-            .and_then(Value::as_array)
-            .map(|c| {
-                c.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        body_command: body_command(audit.get("requestObject")),
     })
+}
+
+/// The exec command some exporters log as the request body (`{"command": [...]}`).
+pub(super) fn body_command(request_object: Option<&Value>) -> Vec<String> {
+    request_object
+        .and_then(|r| r.get("command"))
+        .and_then(Value::as_array)
+        .map(|c| {
+            c.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Builds the normalized event; `raw` and detections are left to the caller. The request
