@@ -19,6 +19,9 @@ use crate::config::{AuditLogConfig, PipelineConfig, StartAt};
 use crate::metrics::{LogLimiter, Metrics};
 use crate::tail::{Checkpointer, FileId, TailConfig, TailError, TailObserver, Tailer};
 
+/// How often the checkpoint is rewritten when no position moved.
+const IDLE_CHECKPOINT_REFRESH: Duration = Duration::from_secs(300);
+
 /// Why the source stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -175,6 +178,7 @@ impl AuditLogSource {
         let mut tracker: AckTracker<BatchPosition> = AckTracker::new();
         let checkpointer = self.tailer.checkpointer();
         let mut last_persist = Instant::now();
+        let mut advanced = false;
         let mut records = Vec::new();
         while !stop.load(Relaxed) {
             let lines = self
@@ -241,14 +245,19 @@ impl AuditLogSource {
             for positions in tracker.poll_committable() {
                 for (file, end) in positions {
                     checkpointer.ack(file, end);
+                    advanced = true;
                 }
             }
-            if last_persist.elapsed() >= self.checkpoint_interval {
+            // An fsync'd rewrite per interval only when a position moved; an idle node still
+            // refreshes the file now and then so its entries' last-seen times stay current.
+            let due = last_persist.elapsed();
+            if (advanced && due >= self.checkpoint_interval) || due >= IDLE_CHECKPOINT_REFRESH {
                 if let Err(e) = checkpointer.persist() {
                     self.metrics.checkpoint_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "cannot write the audit-log checkpoint; a restart would replay more");
                 }
                 last_persist = Instant::now();
+                advanced = false;
             }
         }
         Ok(Finisher {
