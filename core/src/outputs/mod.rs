@@ -7,6 +7,7 @@
 mod file;
 mod null;
 mod stdout;
+pub mod wazuh;
 
 use std::future::Future;
 use std::pin::Pin;
