@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use vigil_core::audit::synth::{SynthConfig, generate};
 use vigil_core::audit::{AuditParser, Position, StageFilter};
+
+mod support;
+use support::{best, parse_into};
 use vigil_core::detect::RuleSet;
 use vigil_core::outputs::{NullOutput, Output};
 
@@ -28,17 +31,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn best<F: FnMut() -> usize>(rounds: usize, mut f: F) -> (Duration, usize) {
-    let mut best = Duration::MAX;
-    let mut n = 0;
-    for _ in 0..rounds {
-        let t = Instant::now();
-        n = f();
-        best = best.min(t.elapsed());
-    }
-    (best, n)
 }
 
 fn main() {
@@ -74,15 +66,7 @@ fn main() {
                 "dom" => n += usize::from(serde_json::from_slice::<serde_json::Value>(l).is_ok()),
                 "parse" => {
                     let mut records = Vec::with_capacity(1);
-                    let _ = parser.parse_line(
-                        l,
-                        Position {
-                            origin: "bench",
-                            offset: 0,
-                        },
-                        "t",
-                        &mut records,
-                    );
+                    parse_into(&parser, l, &mut records);
                     for r in records {
                         black_box(r.into_event());
                         n += 1;
@@ -90,15 +74,7 @@ fn main() {
                 }
                 "pipeline" => {
                     let mut records = Vec::with_capacity(1);
-                    let _ = parser.parse_line(
-                        l,
-                        Position {
-                            origin: "bench",
-                            offset: 0,
-                        },
-                        "t",
-                        &mut records,
-                    );
+                    parse_into(&parser, l, &mut records);
                     for r in records {
                         let detections = rules.detect_audit(&r, &mut stages);
                         n += detections.len();
@@ -126,58 +102,26 @@ fn main() {
 
     let (t_parse, _) = best(rounds, || {
         let mut records = Vec::with_capacity(1);
-        let ingest = vigil_core::timestamp::now();
         let mut n = 0;
         for l in &lines {
             records.clear();
-            let _ = parser.parse_line(
-                l,
-                Position {
-                    origin: "bench",
-                    offset: 0,
-                },
-                &ingest,
-                &mut records,
-            );
+            parse_into(&parser, l, &mut records);
             n += records.len();
             black_box(&records);
         }
         n
     });
 
-    if std::env::var_os("VIGIL_BENCH_PARSE_ONLY").is_some() {
-        println!("parse only: {:.0} events/s", rate(lines.len(), t_parse));
-        return;
-    }
-    let mut parsed = Vec::with_capacity(lines.len());
-    for l in &lines {
-        let _ = parser.parse_line(
-            l,
-            Position {
-                origin: "bench",
-                offset: 0,
-            },
-            "t",
-            &mut parsed,
-        );
-    }
     // Records are parsed afresh (untimed) for each round: a rule that reads a raw field
     // builds the record's DOM once, and a reused record would hide that cost.
     let parse_all = || {
         let mut out = Vec::with_capacity(lines.len());
         for l in &lines {
-            let _ = parser.parse_line(
-                l,
-                Position {
-                    origin: "bench",
-                    offset: 0,
-                },
-                "t",
-                &mut out,
-            );
+            parse_into(&parser, l, &mut out);
         }
         out
     };
+    let parsed = parse_all();
     let mut t_rules = Duration::MAX;
     for _ in 0..rounds {
         let fresh = parse_all();

@@ -8,10 +8,13 @@
 //! own event tree; Vigil into the DOM, normalized) and evaluates every rule.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vigil_core::audit::synth::{SynthConfig, generate};
-use vigil_core::audit::{AuditParser, Position, StageFilter};
+use vigil_core::audit::{AuditParser, StageFilter};
+
+mod support;
+use support::{best, parse_into};
 use vigil_core::detect::RuleSet;
 
 #[global_allocator]
@@ -32,17 +35,6 @@ fn rule_yaml(i: usize, detection: &str) -> String {
     format!(
         "title: rule {i}\nid: 00000000-0000-0000-0000-{i:012}\nlogsource:\n  product: kubernetes\n  service: audit\n{detection}level: medium\n"
     )
-}
-
-fn best(rounds: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
-    let mut best = Duration::MAX;
-    let mut n = 0;
-    for _ in 0..rounds {
-        let t = Instant::now();
-        n = f();
-        best = best.min(t.elapsed());
-    }
-    (best, n)
 }
 
 fn main() {
@@ -77,15 +69,7 @@ fn main() {
         let mut records = Vec::new();
         for l in &lines {
             records.clear();
-            let _ = parser.parse_line(
-                l.as_bytes(),
-                Position {
-                    origin: "b",
-                    offset: 0,
-                },
-                "t",
-                &mut records,
-            );
+            parse_into(&parser, l.as_bytes(), &mut records);
             for r in &records {
                 hits += rsigma.detect_audit(r, &mut stages).len();
             }
