@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use vigil_core::detect::DetectConfig;
+pub use vigil_core::detect::RulesConfig;
 use vigil_core::outputs::OutputConfig;
 
 /// The whole configuration.
@@ -46,6 +46,10 @@ pub struct AgentConfig {
     /// `0.0.0.0:9101`. Default: not served.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Follow what vigil-operator publishes: per-namespace tuning and selection, applied
+    /// live, and the audit policy on control-plane nodes. Off unless present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<crate::operator::OperatorConfig>,
 }
 
 /// The sources.
@@ -55,6 +59,42 @@ pub struct SourcesConfig {
     /// The Kubernetes audit log.
     #[serde(default)]
     pub audit_log: AuditLogConfig,
+    /// The Docker engine's event stream. Off unless this block is present (`docker: {}`
+    /// follows the local engine with every default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<crate::sources::docker::DockerConfig>,
+    /// Container logs (`/var/log/pods`, Docker json-file logs). Off unless this block is
+    /// present (`container_logs: {}` reads every container's logs with every default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_logs: Option<crate::sources::container_logs::ContainerLogsConfig>,
+    /// containerd's event service (every namespace: `k8s.io`, `moby`, `default` ...). Off
+    /// unless this block is present (`containerd: {}` follows the local containerd with
+    /// every default). containerd cannot replay: events while disconnected are lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerd: Option<crate::sources::containerd::ContainerdConfig>,
+    /// Resource usage of every container (CPU, memory, network, block I/O, pids), with
+    /// alerts on unusual consumption. Off unless this block is present (`resources: {}`
+    /// collects every 10 s from the local runtimes with every default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<crate::sources::resources::ResourcesConfig>,
+    /// Drift and file integrity: every running container's writable layer is watched, and
+    /// new or changed executables and changes under sensitive paths are reported. Off
+    /// unless this block is present (`drift: {}` watches the local runtimes' containers
+    /// with every default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::sources::drift::DriftConfig>,
+    /// Hardening checks (a CIS Docker Benchmark subset) of the Docker daemon and every
+    /// running container, at start and on a schedule, as `posture` events. Off unless this
+    /// block is present (`hardening: {}` checks daily with every default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardening: Option<crate::sources::hardening::HardeningConfig>,
+    /// Process events: every program started on the node (exec), with its command line,
+    /// executable, identities, parent and container, from the kernel's process connector
+    /// (a `/proc` scan where it cannot be used). Off unless this block is present
+    /// (`process: {}` follows every exec with every default). Needs `hostPID`,
+    /// `hostNetwork` and `CAP_NET_ADMIN` in a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::sources::process::ProcessConfig>,
 }
 
 /// Where to start in a file the checkpoint does not know.
@@ -109,44 +149,6 @@ impl Default for AuditLogConfig {
             max_line_bytes: default_max_line_bytes(),
             max_object_bytes: default_max_object_bytes(),
             poll_interval_ms: default_poll_interval_ms(),
-        }
-    }
-}
-
-/// Detection rules.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RulesConfig {
-    /// Load the built-in rules.
-    #[serde(default = "default_true")]
-    pub builtin: bool,
-    /// Files or directories of user Sigma rules (directories are searched recursively; a
-    /// `tests` directory is skipped).
-    #[serde(default)]
-    pub paths: Vec<PathBuf>,
-    /// Registries images may come from; `image.untrusted-registry` fires for any other.
-    /// Host names (`quay.io`, `10.0.0.5:5000`) or `*.suffix` patterns (`*.azurecr.io`);
-    /// images without a registry host are from `docker.io`. Default: the Kubernetes
-    /// project's and the large public and cloud registries.
-    #[serde(default = "vigil_core::detect::default_allowed_registries")]
-    pub allowed_registries: Vec<String>,
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        RulesConfig {
-            builtin: true,
-            paths: Vec::new(),
-            allowed_registries: vigil_core::detect::default_allowed_registries(),
-        }
-    }
-}
-
-impl RulesConfig {
-    /// What the detection engine's derived fields need.
-    pub fn detect_config(&self) -> DetectConfig {
-        DetectConfig {
-            allowed_registries: self.allowed_registries.clone(),
         }
     }
 }
@@ -279,10 +281,25 @@ impl AgentConfig {
                 "outputs: at least one output is needed",
             ),
         ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, msg)) => Err((*msg).to_owned()),
-            None => Ok(()),
+        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err((*msg).to_owned());
         }
+        if let Some(c) = &self.sources.container_logs {
+            c.validate()?;
+        }
+        if let Some(r) = &self.sources.resources {
+            r.validate()?;
+        }
+        if let Some(d) = &self.sources.drift {
+            d.validate()?;
+        }
+        if let Some(h) = &self.sources.hardening {
+            h.validate()?;
+        }
+        if let Some(p) = &self.sources.process {
+            p.validate()?;
+        }
+        Ok(())
     }
 
     /// The node name: configured, else `$NODE_NAME`, else the host name.

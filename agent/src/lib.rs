@@ -7,6 +7,7 @@
 pub mod config;
 pub mod lines;
 pub mod metrics;
+pub mod operator;
 pub mod run;
 pub mod scan;
 pub mod sources;

@@ -46,7 +46,11 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Read audit logs (any supported envelope: plain, EventList, EKS CloudWatch, AKS
-    /// diagnostics, GKE Cloud Logging) and print normalized events or a detection report.
+    /// diagnostics, GKE Cloud Logging) and `docker events --format '{{json .}}'` dumps, and
+    /// print normalized events or a detection report.
+    ///
+    /// Docker events are read without `docker inspect` (only `run` can call it), so the
+    /// rules that need privileged mode, mounts, host namespaces or capabilities stay quiet.
     ///
     /// Malformed records are reported on stderr as FILE:LINE and counted in the summary.
     /// Exits 0 unless no input could be read, 2 on usage or rule errors.
@@ -56,7 +60,7 @@ enum Command {
         kubectl logs ... | vigil-agent scan -"
     )]
     Scan {
-        /// Audit log files; `-` reads standard input.
+        /// Audit logs or Docker event dumps; `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Add the Sigma rules of this file or directory (repeatable).
@@ -111,6 +115,20 @@ enum RulesCommand {
         /// Leave out the built-in rules.
         #[arg(long)]
         no_builtin_rules: bool,
+    },
+    /// Print the Wazuh manager rules file (vigil_rules.xml) for the rules that would be
+    /// loaded: one Wazuh rule per Vigil rule with its level and MITRE ids, plus fallbacks
+    /// by level for rules it does not name. See docs/wazuh.md.
+    WazuhXml {
+        /// Add the Sigma rules of this file or directory (repeatable).
+        #[arg(long = "rules", value_name = "DIR")]
+        rules: Vec<PathBuf>,
+        /// Leave out the built-in rules.
+        #[arg(long)]
+        no_builtin_rules: bool,
+        /// The file installed on the manager now: the rules it names keep their ids.
+        #[arg(long, value_name = "FILE")]
+        previous: Option<PathBuf>,
     },
     /// Run the rules of a directory against its test events (`DIR/tests/*.yml`) and list
     /// the rules without tests; exits 1 if any case fails. Only DIR's rules are loaded.
@@ -234,6 +252,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )?;
             }
             writeln!(out, "\n{} rule(s)", rules.rules().len())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules {
+            command:
+                RulesCommand::WazuhXml {
+                    rules,
+                    no_builtin_rules,
+                    previous,
+                },
+        } => {
+            let rules = load_rules(rules, no_builtin_rules, DetectConfig::default())?;
+            let previous = previous
+                .map(|p| {
+                    std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read {}", p.display()))
+                })
+                .transpose()?;
+            let metas: Vec<&vigil_core::detect::RuleMeta> =
+                rules.rules().iter().map(|r| r.as_ref()).collect();
+            let xml =
+                vigil_core::outputs::wazuh::manager_rules::render(&metas, previous.as_deref())?;
+            std::io::stdout().lock().write_all(xml.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules {

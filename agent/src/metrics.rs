@@ -25,6 +25,23 @@ pub struct Metrics {
     detections: Mutex<BTreeMap<String, u64>>,
     /// Outputs' counters, by output name.
     outputs: Mutex<Vec<(String, Arc<OutputCounters>)>>,
+    /// The Docker source's figures (connection state included).
+    pub docker: crate::sources::docker::DockerMetrics,
+    /// The containerd source's figures (connection state included).
+    pub containerd: crate::sources::containerd::ContainerdMetrics,
+    /// The container-log source's figures (files, descriptors, watches).
+    pub container_logs: crate::sources::container_logs::ContainerLogMetrics,
+    /// The resource-usage source's figures and the containers' series.
+    pub resources: crate::sources::resources::ResourceMetrics,
+    /// The drift and file-integrity source's figures (watches, skipped changes). Shared
+    /// with its watch thread.
+    pub drift: Arc<crate::sources::drift::DriftMetrics>,
+    /// The hardening source's figures (runs, checks, regressions).
+    pub hardening: crate::sources::hardening::HardeningMetrics,
+    /// The process source's figures (kernel events, overruns, the scan's blind spot).
+    pub process: crate::sources::process::ProcessMetrics,
+    /// Following vigil-operator: configuration, audit policy, selection.
+    pub operator: crate::operator::OperatorMetrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -99,6 +116,14 @@ impl Metrics {
         for (rule, n) in lock(&self.detections).iter() {
             let _ = writeln!(s, "vigil_detections_total{{rule=\"{}\"}} {n}", escape(rule));
         }
+        self.docker.render(&mut s);
+        self.containerd.render(&mut s);
+        self.container_logs.render(&mut s);
+        self.resources.render(&mut s);
+        self.drift.render(&mut s);
+        self.hardening.render(&mut s);
+        self.process.render(&mut s);
+        self.operator.render(&mut s);
         let outputs = lock(&self.outputs);
         for (metric, help, get) in [
             (
@@ -116,8 +141,65 @@ impl Metrics {
                 "Batches an output gave up on (replayed after restart).",
                 |c| c.batches_failed.load(Relaxed),
             ),
+            (
+                "vigil_output_events_delivered_total",
+                "Events a remote output's peer has confirmed (or taken, where its protocol cannot confirm).",
+                |c| c.events_delivered.load(Relaxed),
+            ),
+            (
+                "vigil_output_events_dropped_total",
+                "Events dropped by a full spool's policy (drop_newest).",
+                |c| c.dropped_events.load(Relaxed),
+            ),
+            (
+                "vigil_output_records_dropped_total",
+                "Spool records (batches) dropped: drop_oldest, or unreadable.",
+                |c| c.dropped_records.load(Relaxed),
+            ),
+            (
+                "vigil_output_events_rejected_total",
+                "Events the peer rejected as invalid; not retried.",
+                |c| c.rejected_events.load(Relaxed),
+            ),
+            (
+                "vigil_output_encode_errors_total",
+                "Events that could not be encoded for the output.",
+                |c| c.encode_errors.load(Relaxed),
+            ),
+            (
+                "vigil_output_events_trimmed_total",
+                "Events cut to fit the output's message size (marked as trimmed).",
+                |c| c.trimmed_events.load(Relaxed),
+            ),
         ] {
             let _ = writeln!(s, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for (name, c) in outputs.iter() {
+                let _ = writeln!(s, "{metric}{{output=\"{}\"}} {}", escape(name), get(c));
+            }
+        }
+        for (metric, help, get) in [
+            (
+                "vigil_output_spool_bytes",
+                "Bytes in a remote output's spool.",
+                (|c: &OutputCounters| c.spool_bytes.load(Relaxed)) as fn(&OutputCounters) -> u64,
+            ),
+            (
+                "vigil_output_spool_records",
+                "Batches in a remote output's spool, not yet delivered.",
+                |c| c.spool_records.load(Relaxed),
+            ),
+            (
+                "vigil_output_queued_batches",
+                "Batches waiting in the router's queue for the output.",
+                |c| c.queued_batches.load(Relaxed),
+            ),
+            (
+                "vigil_output_connected",
+                "1 while a remote output is connected to its peer.",
+                |c| c.connected.load(Relaxed),
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {metric} {help}\n# TYPE {metric} gauge");
             for (name, c) in outputs.iter() {
                 let _ = writeln!(s, "{metric}{{output=\"{}\"}} {}", escape(name), get(c));
             }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vigil_core::audit::AuditConfig;
-use vigil_core::detect::{RuleSet, RuleSources};
 use vigil_core::pipeline::{Router, RouterConfig};
 
 use crate::config::AgentConfig;
@@ -25,6 +24,27 @@ pub enum RunError {
     /// A source failed.
     #[error(transparent)]
     Source(#[from] crate::sources::audit_log::SourceError),
+    /// The container-log source failed.
+    #[error(transparent)]
+    ContainerLogs(#[from] crate::sources::container_logs::ContainerLogsError),
+    /// The Docker source failed.
+    #[error(transparent)]
+    Docker(#[from] crate::sources::docker::DockerSourceError),
+    /// The containerd source failed.
+    #[error(transparent)]
+    Containerd(#[from] crate::sources::containerd::ContainerdSourceError),
+    /// The resource-usage source failed.
+    #[error(transparent)]
+    Resources(#[from] crate::sources::resources::ResourcesError),
+    /// The drift and file-integrity source failed.
+    #[error(transparent)]
+    Drift(#[from] crate::sources::drift::DriftError),
+    /// The hardening source failed.
+    #[error(transparent)]
+    Hardening(#[from] crate::sources::hardening::HardeningError),
+    /// The process source failed.
+    #[error(transparent)]
+    Process(#[from] crate::sources::process::ProcessSourceError),
     /// The checkpoint could not be written at shutdown.
     #[error("final checkpoint: {0}")]
     Checkpoint(#[from] crate::tail::TailError),
@@ -66,20 +86,20 @@ pub async fn run_async(
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let rules = RuleSet::load(&RuleSources {
-        no_builtin: !config.rules.builtin,
-        paths: config.rules.paths.clone(),
-    })?
-    .with_config(config.rules.detect_config());
+    let rules = config.rules.load()?;
     tracing::info!(rules = rules.rules().len(), "rules loaded");
     let rules = Arc::new(rules);
     let metrics = Arc::new(Metrics::default());
 
-    let outputs = config
-        .outputs
-        .iter()
-        .map(|o| o.build())
-        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = vigil_core::outputs::build_all(
+        &config.outputs,
+        &vigil_core::outputs::BuildContext {
+            state_dir: config.state_dir.clone(),
+            node: config
+                .node_name()
+                .unwrap_or_else(|| "vigil-agent".to_owned()),
+        },
+    )?;
     let router = Arc::new(Router::start(
         outputs,
         RouterConfig {
@@ -96,6 +116,20 @@ pub async fn run_async(
     }
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Before any source starts, so the first events are already tuned.
+    let operator_tasks = match &config.operator {
+        Some(op) => {
+            crate::operator::start(
+                op,
+                config.node_name(),
+                rules.clone(),
+                metrics.clone(),
+                stop.clone(),
+            )
+            .await
+        }
+        None => Vec::new(),
+    };
     let mut source_task = None;
     if config.sources.audit_log.enabled {
         let audit = AuditConfig {
@@ -119,9 +153,189 @@ pub async fn run_async(
         tracing::info!(path = %config.sources.audit_log.path.display(), "audit-log source started");
     }
 
+    let (docker_stop, docker_stop_rx) = tokio::sync::watch::channel(false);
+    let mut docker_task = None;
+    if let Some(docker) = config.sources.docker.as_ref().filter(|d| !d.disabled) {
+        let parser = vigil_core::runtime::DockerParser {
+            cluster: config.cluster.clone(),
+            node: config.node_name(),
+            ..vigil_core::runtime::DockerParser::default()
+        };
+        let source = crate::sources::docker::DockerSource::new(
+            docker,
+            &config.pipeline,
+            parser,
+            &config.state_dir,
+            rules.clone(),
+            metrics.clone(),
+            config.only_detections,
+        )?;
+        docker_task = Some(tokio::spawn(source.run(router.clone(), docker_stop_rx)));
+        tracing::info!("docker source started");
+    }
+
+    let (containerd_stop, containerd_stop_rx) = tokio::sync::watch::channel(false);
+    let mut containerd_task = None;
+    if let Some(cd) = config.sources.containerd.as_ref().filter(|c| !c.disabled) {
+        let parser = vigil_core::runtime::containerd::ContainerdParser {
+            cluster: config.cluster.clone(),
+            node: config.node_name(),
+        };
+        let source = crate::sources::containerd::ContainerdSource::new(
+            cd,
+            &config.pipeline,
+            parser,
+            rules.clone(),
+            metrics.clone(),
+            config.only_detections,
+        );
+        containerd_task = Some(tokio::spawn(source.run(router.clone(), containerd_stop_rx)));
+        tracing::info!("containerd source started");
+    }
+
+    let (resources_stop, resources_stop_rx) = tokio::sync::watch::channel(false);
+    let mut resources_task = None;
+    if let Some(res) = config.sources.resources.as_ref().filter(|r| !r.disabled) {
+        let defaults = crate::sources::RuntimeDefaults::of(&config.sources);
+        let source = crate::sources::resources::ResourcesSource::new(
+            res,
+            defaults,
+            &config.pipeline,
+            config.cluster.clone(),
+            config.node_name(),
+            rules.clone(),
+            metrics.clone(),
+            config.only_detections,
+        );
+        resources_task = Some(tokio::spawn(source.run(router.clone(), resources_stop_rx)));
+        tracing::info!("resource-usage source started");
+    }
+
+    let (drift_stop, drift_stop_rx) = tokio::sync::watch::channel(false);
+    let mut drift_task = None;
+    if let Some(d) = config.sources.drift.as_ref().filter(|d| !d.disabled) {
+        let defaults = crate::sources::RuntimeDefaults::of(&config.sources);
+        let source = crate::sources::drift::DriftSource::new(
+            d,
+            defaults,
+            &config.pipeline,
+            config.cluster.clone(),
+            config.node_name(),
+            rules.clone(),
+            metrics.clone(),
+            config.only_detections,
+        );
+        drift_task = Some(tokio::spawn(source.run(router.clone(), drift_stop_rx)));
+        tracing::info!("drift source started");
+    }
+
+    let (hardening_stop, hardening_stop_rx) = tokio::sync::watch::channel(false);
+    let mut hardening_task = None;
+    if let Some(h) = config.sources.hardening.as_ref().filter(|h| !h.disabled) {
+        let source = crate::sources::hardening::HardeningSource::new(
+            h,
+            config
+                .sources
+                .docker
+                .as_ref()
+                .and_then(|d| d.endpoint.clone()),
+            &config.state_dir,
+            config.cluster.clone(),
+            config.node_name(),
+            rules.clone(),
+            metrics.clone(),
+            config.only_detections,
+        );
+        hardening_task = Some(tokio::spawn(source.run(router.clone(), hardening_stop_rx)));
+        tracing::info!("hardening source started");
+    }
+
+    let (process_stop, process_stop_rx) = tokio::sync::watch::channel(false);
+    let mut process_task = None;
+    if let Some(p) = config.sources.process.as_ref().filter(|p| !p.disabled) {
+        let source = crate::sources::process::ProcessSource::new(
+            p,
+            &config.pipeline,
+            config.cluster.clone(),
+            config.node_name(),
+            rules.clone(),
+            metrics.clone(),
+            config.only_detections,
+        );
+        process_task = Some(tokio::spawn(source.run(router.clone(), process_stop_rx)));
+        tracing::info!("process source started");
+    }
+
+    let mut logs_task = None;
+    if let Some(logs) = config
+        .sources
+        .container_logs
+        .as_ref()
+        .filter(|c| !c.disabled)
+    {
+        let source = crate::sources::container_logs::ContainerLogsSource::new(
+            logs,
+            &config.pipeline,
+            config.cluster.clone(),
+            config.node_name(),
+            &config.state_dir,
+            rules.clone(),
+            metrics.clone(),
+            config.only_detections,
+        )?;
+        let (router, stop) = (router.clone(), stop.clone());
+        logs_task = Some(tokio::task::spawn_blocking(move || {
+            source.run(&router, &stop)
+        }));
+        tracing::info!("container-log source started");
+    }
+
     shutdown.await;
     tracing::info!("shutting down: finishing queued batches");
     stop.store(true, Relaxed);
+    for task in operator_tasks {
+        task.abort();
+    }
+    let _ = docker_stop.send(true);
+    let _ = containerd_stop.send(true);
+    let _ = resources_stop.send(true);
+    let _ = drift_stop.send(true);
+    let _ = hardening_stop.send(true);
+    let _ = process_stop.send(true);
+    if let Some(task) = process_task {
+        task.await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    if let Some(task) = resources_task {
+        task.await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    if let Some(task) = drift_task {
+        task.await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    if let Some(task) = hardening_task {
+        task.await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    if let Some(task) = containerd_task {
+        task.await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    let docker_finisher = match docker_task {
+        Some(task) => Some(
+            task.await
+                .map_err(|e| std::io::Error::other(e.to_string()))??,
+        ),
+        None => None,
+    };
+    let logs_finisher = match logs_task {
+        Some(task) => Some(
+            task.await
+                .map_err(|e| std::io::Error::other(e.to_string()))??,
+        ),
+        None => None,
+    };
     let finisher = match source_task {
         Some(task) => Some(
             task.await
@@ -134,6 +348,12 @@ pub async fn run_async(
         Err(_) => tracing::warn!("outputs still referenced at shutdown"),
     }
     if let Some(f) = finisher {
+        f.finish()?;
+    }
+    if let Some(f) = logs_finisher {
+        f.finish()?;
+    }
+    if let Some(f) = docker_finisher {
         f.finish()?;
     }
     tracing::info!(

@@ -18,13 +18,29 @@ pub fn format_nanos(t: OffsetDateTime) -> String {
     )
 }
 
+/// Formats `t` as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ` (microseconds: RFC 5424's precision).
+pub fn format_micros(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
 /// The current time, formatted.
 pub fn now() -> String {
     format_nanos(OffsetDateTime::now_utc())
 }
 
 /// Normalizes an RFC 3339 timestamp to UTC with nine fraction digits. Returns `None` when
-/// `s` is not RFC 3339.
+/// `s` is not RFC 3339, or when its offset moves it out of the years 0000–9999 that RFC 3339
+/// can write (`9999-12-31T23:30:00-01:00`).
 ///
 /// The common case, a UTC time with 0–9 fraction digits as kube-apiserver writes it, is
 /// padded without a full parse because it is on the hot path of every audit event.
@@ -32,7 +48,11 @@ pub fn normalize(s: &str) -> Option<String> {
     if let Some(fast) = normalize_utc_fast(s) {
         return Some(fast);
     }
-    OffsetDateTime::parse(s, &Rfc3339).ok().map(format_nanos)
+    // `to_offset` would panic past year 9999, and a year before 0000 has no RFC 3339 form.
+    let utc = OffsetDateTime::parse(s, &Rfc3339)
+        .ok()?
+        .checked_to_offset(time::UtcOffset::UTC)?;
+    (0..=9999).contains(&utc.year()).then(|| format_nanos(utc))
 }
 
 fn normalize_utc_fast(s: &str) -> Option<String> {
@@ -139,6 +159,22 @@ mod tests {
         ] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
+    }
+
+    /// An offset can carry a time out of the four-digit years: past 9999 the conversion to
+    /// UTC panics, and before 0000 the year has no RFC 3339 form (it was written `-001`).
+    #[test]
+    fn refuses_times_an_offset_moves_out_of_four_digit_years() {
+        assert_eq!(normalize("9999-12-31T23:59:59-01:00"), None);
+        assert_eq!(normalize("0000-01-01T00:30:00+01:00"), None);
+        assert_eq!(
+            normalize("9999-12-31T23:59:59+01:00").as_deref(),
+            Some("9999-12-31T22:59:59.000000000Z")
+        );
+        assert_eq!(
+            normalize("0000-01-01T00:30:00-01:00").as_deref(),
+            Some("0000-01-01T01:30:00.000000000Z")
+        );
     }
 
     #[test]

@@ -16,15 +16,25 @@ use super::{FileId, TailError};
 /// The checkpoint file format version written, and the only one read.
 pub const CHECKPOINT_VERSION: u64 = 1;
 
-/// Most checkpoint entries kept (1024). Entries of followed files always stay;
-/// past the limit, entries of files no longer followed are dropped oldest
-/// first (reported through
-/// [`TailObserver::checkpoint_pruned`](super::TailObserver::checkpoint_pruned)).
-pub const MAX_CHECKPOINT_ENTRIES: usize = 1024;
+/// Most checkpoint entries kept (8,192). A followed file's entry always stays;
+/// past the limit, entries of files no longer followed (rotated away, deleted)
+/// are evicted, least recently seen first, and the eviction is reported
+/// through
+/// [`TailObserver::checkpoint_evicted`](super::TailObserver::checkpoint_evicted).
+///
+/// An evicted entry only matters after a restart: a rotated file still in its
+/// directory whose entry is gone is either read again from 0 (duplicates) or,
+/// for older rotations, not recognized. So the limit is set well above what
+/// one node produces within [`CHECKPOINT_RETENTION`], which drops such entries
+/// anyway: 1,000 followed container logs leave room for 7,000 rotations an
+/// hour (kubelet rotates at 10 MiB, so about 20 MB/s of logs across the node,
+/// sustained). Memory: a few hundred bytes per entry, about 3 MiB when full.
+pub const MAX_CHECKPOINT_ENTRIES: usize = 8192;
 
-/// Largest checkpoint file read (4 MiB, far above 1024 entries). A larger file
-/// is treated as corrupt, hence as empty.
-pub const MAX_CHECKPOINT_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest checkpoint file read (8 MiB: [`MAX_CHECKPOINT_ENTRIES`] entries with
+/// paths of up to about 900 bytes). A larger file is treated as corrupt, hence
+/// as empty.
+pub const MAX_CHECKPOINT_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How long the entry of a file no longer followed (rotated away, or not
 /// found at startup) is kept (1 hour), counted from when it was closed or, for
@@ -75,6 +85,15 @@ struct Entry {
     delivered: u64,
     tracked: bool,
     last_seen: u64,
+}
+
+/// Entries dropped by one [`Checkpointer::prune`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pruned {
+    /// Older than [`CHECKPOINT_RETENTION`].
+    pub(crate) expired: usize,
+    /// Over [`MAX_CHECKPOINT_ENTRIES`].
+    pub(crate) evicted: usize,
 }
 
 /// What the checkpoint says about a file it no longer follows.
@@ -205,12 +224,14 @@ impl Checkpointer {
     /// corrupt or unknown-version one is an empty checkpoint plus the error to
     /// report. Only a file that exists but cannot be read fails, since
     /// guessing a start position then could skip or repeat a whole file.
-    pub(crate) fn load(path: &Path) -> Result<(Self, Option<TailError>), TailError> {
-        let (entries, problem) = match read_entries(path) {
-            Ok(entries) => (entries, None),
+    /// Also returns how many entries past [`MAX_CHECKPOINT_ENTRIES`] the file
+    /// held and were left out (the least recently seen).
+    pub(crate) fn load(path: &Path) -> Result<(Self, Option<TailError>, usize), TailError> {
+        let (entries, problem, evicted) = match read_entries(path) {
+            Ok((entries, evicted)) => (entries, None, evicted),
             Err(
                 e @ (TailError::CheckpointCorrupt { .. } | TailError::CheckpointVersion { .. }),
-            ) => (Vec::new(), Some(e)),
+            ) => (Vec::new(), Some(e), 0),
             Err(e) => return Err(e),
         };
         let mut state = State::default();
@@ -230,7 +251,7 @@ impl Checkpointer {
                 write: Mutex::new(()),
             }),
         };
-        Ok((checkpointer, problem))
+        Ok((checkpointer, problem, evicted))
     }
 
     /// Whether the checkpoint has, or had at startup, any entry for `path`.
@@ -389,15 +410,17 @@ impl Checkpointer {
     }
 
     /// Drops entries of files not followed that were last seen more than
-    /// [`CHECKPOINT_RETENTION`] before `now` (unix seconds), then the oldest
-    /// of them beyond [`MAX_CHECKPOINT_ENTRIES`]. Returns how many went.
-    pub(crate) fn prune(&self, now: u64) -> usize {
+    /// [`CHECKPOINT_RETENTION`] before `now` (unix seconds), then evicts the
+    /// least recently seen of them beyond [`MAX_CHECKPOINT_ENTRIES`].
+    pub(crate) fn prune(&self, now: u64) -> Pruned {
         let mut state = lock(&self.inner.state);
         let before = state.entries.len();
         let cutoff = now.saturating_sub(CHECKPOINT_RETENTION.as_secs());
         state
             .entries
             .retain(|_, e| e.tracked || e.last_seen >= cutoff);
+        let expired = before - state.entries.len();
+        let mut evicted = 0;
         if state.entries.len() > MAX_CHECKPOINT_ENTRIES {
             let mut old: Vec<(u64, u64)> = state
                 .entries
@@ -409,9 +432,10 @@ impl Checkpointer {
             let excess = state.entries.len() - MAX_CHECKPOINT_ENTRIES;
             for (_, slot) in old.into_iter().take(excess) {
                 state.entries.remove(&slot);
+                evicted += 1;
             }
         }
-        before - state.entries.len()
+        Pruned { expired, evicted }
     }
 
     /// The acknowledged offset of `file`, if it is still known.
@@ -460,14 +484,16 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn read_entries(path: &Path) -> Result<Vec<Entry>, TailError> {
+/// The entries of the checkpoint file, at most [`MAX_CHECKPOINT_ENTRIES`], and how
+/// many more it held.
+fn read_entries(path: &Path) -> Result<(Vec<Entry>, usize), TailError> {
     let corrupt = |reason: String| TailError::CheckpointCorrupt {
         path: path.to_path_buf(),
         reason,
     };
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(TailError::io(path, e)),
     };
     let mut bytes = Vec::new();
@@ -513,7 +539,8 @@ fn read_entries(path: &Path) -> Result<Vec<Entry>, TailError> {
             })
         })
         .collect::<Result<Vec<_>, TailError>>()?;
-    if entries.len() > MAX_CHECKPOINT_ENTRIES {
+    let excess = entries.len().saturating_sub(MAX_CHECKPOINT_ENTRIES);
+    if excess > 0 {
         // Keep the most recently seen, but in file order: the order of a
         // path's entries is the age order of its files.
         let mut ranked: Vec<(usize, Entry)> = entries.into_iter().enumerate().collect();
@@ -522,5 +549,5 @@ fn read_entries(path: &Path) -> Result<Vec<Entry>, TailError> {
         ranked.sort_by_key(|(i, _)| *i);
         entries = ranked.into_iter().map(|(_, e)| e).collect();
     }
-    Ok(entries)
+    Ok((entries, excess))
 }

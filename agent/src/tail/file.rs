@@ -88,7 +88,78 @@ pub(crate) struct TrackedFile {
     lines: LineAssembler,
 }
 
+/// A file closed to free its descriptor, with everything needed to carry on
+/// where it stopped once it is reopened.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    slot: u64,
+    id: FileId,
+    fingerprint: Option<Fingerprint>,
+    read_pos: u64,
+    lines: LineAssembler,
+    /// Size and modification time when parked: a change means new content.
+    pub(crate) size: u64,
+    pub(crate) mtime: (i64, i64),
+}
+
+pub(crate) fn mtime(meta: &Metadata) -> (i64, i64) {
+    (meta.mtime(), meta.mtime_nsec())
+}
+
+impl Parked {
+    /// Takes `file` (the same device and inode, checked by the caller) back.
+    pub(crate) fn reopen(self, file: File) -> TrackedFile {
+        TrackedFile {
+            file,
+            dev: self.dev,
+            ino: self.ino,
+            slot: self.slot,
+            id: self.id,
+            fingerprint: self.fingerprint,
+            read_pos: self.read_pos,
+            lines: self.lines,
+        }
+    }
+
+    /// Whether the file changed since it was parked.
+    pub(crate) fn changed(&self, meta: &Metadata) -> bool {
+        meta.len() != self.size || mtime(meta) != self.mtime
+    }
+
+    /// Gives the file up for good (it is gone); its entry is kept until pruned.
+    pub(crate) fn forget<O: TailObserver>(
+        self,
+        path: &Path,
+        observer: &mut O,
+        checkpointer: &Checkpointer,
+    ) {
+        checkpointer.untrack(self.slot);
+        observer.file_closed(path, self.read_pos);
+    }
+}
+
 impl TrackedFile {
+    /// Closes the descriptor, keeping the position; gives the file back if
+    /// its metadata cannot be read.
+    pub(crate) fn park(self) -> Result<Parked, Box<Self>> {
+        let Ok(meta) = self.file.metadata() else {
+            return Err(Box::new(self));
+        };
+        Ok(Parked {
+            dev: self.dev,
+            ino: self.ino,
+            slot: self.slot,
+            id: self.id,
+            fingerprint: self.fingerprint,
+            read_pos: self.read_pos,
+            lines: self.lines,
+            size: meta.len(),
+            mtime: mtime(&meta),
+        })
+    }
+
     /// Takes over `file`, just opened at `cx.path`, and decides where to
     /// start: the checkpoint position if the checkpoint has this file,
     /// `start_at` if this is the first look and the checkpoint never saw the

@@ -221,14 +221,43 @@
 //!   order) are not found, and beyond [`MAX_RECOVERED_FILES_PER_PATH`] files
 //!   to recover for one path the newest are not read; both are reported.
 //! * While running, a file that appears and is rotated away between two looks
-//!   at the path is never seen. Looks happen on every notify event and every
-//!   poll interval. So is one rotated away while [`MAX_FILES_PER_PATH`]
-//!   older files of its path still wait to be drained.
+//!   at the path is never seen. Looks happen at the start of every
+//!   [`Tailer::read_batch`] and after every wait in it (which a notify event
+//!   or the poll interval ends); while the caller is behind, at most every
+//!   [`BUSY_LOOK_INTERVAL`]. So is one rotated away while
+//!   [`MAX_FILES_PER_PATH`] older files of its path still wait to be drained.
 //! * A truncation racing with a read, with the file regrown past the old
 //!   offset, can yield one line made of new bytes read from the old offset.
 //! * Configured paths must not be rotation targets of each other (for example
 //!   `a.log` and `a.log.1`): the rotated file would be read again from 0.
 //! * Lines are split on `\n` only; a `\r` before it stays in the line.
+//!
+//! # Many files
+//!
+//! Paths can be added ([`Tailer::add_path`]) and retired
+//! ([`Tailer::retire_path`]: read to the end, then closed and forgotten)
+//! while the tailer runs, and directories watched only for new entries
+//! ([`Tailer::watch_dir`], [`Tailer::take_discovery`]), so a caller can
+//! discover files itself. For thousands of files:
+//!
+//! * Watches are per directory, not per file, and at most
+//!   [`TailConfig::max_watched_dirs`]; directories past it are polled.
+//! * A path whose only file was read to its end is *parked* (its descriptor
+//!   closed, its position, pending partial line and checkpoint entry kept)
+//!   when it has been idle for [`TailConfig::idle_close`], or at once while
+//!   [`TailConfig::max_open_files`] descriptors are in use. A look at the path
+//!   reopens it when the same file (device and inode) changed size or
+//!   modification time. If the path names another file by then (rotated
+//!   while parked), the parked file is looked for by inode in the path's
+//!   directory and read to its end first; if it is gone (deleted or
+//!   compressed), what was written to it after it was parked and before it
+//!   went away is lost, like a rotated file lost across a restart.
+//! * While the limit is reached, a new file at a path is not opened until a
+//!   descriptor is free; [`TailObserver::open_files_limited`] reports it once
+//!   per episode.
+//! * A look at the paths costs a `stat` per path (and a `fstat` and a short
+//!   `pread` per open file), so while the caller is behind they are looked at
+//!   at most every [`BUSY_LOOK_INTERVAL`], not on every call.
 //!
 //! # Bounds
 //!
@@ -242,9 +271,12 @@
 //!   [`MAX_RECOVERED_FILES_PER_PATH`] recovered at startup, found by looking
 //!   at no more than [`MAX_RECOVERY_SCAN_ENTRIES`] directory entries per
 //!   path;
-//! * at most [`MAX_CHECKPOINT_ENTRIES`] checkpoint entries, a checkpoint file of
-//!   at most [`MAX_CHECKPOINT_FILE_BYTES`], and entries of files no longer
-//!   followed are pruned after [`CHECKPOINT_RETENTION`];
+//! * at most [`MAX_CHECKPOINT_ENTRIES`] checkpoint entries, or one per followed
+//!   file (open or parked) if there are more (only entries of files no longer followed are
+//!   evicted, least recently seen first, reported through
+//!   [`TailObserver::checkpoint_evicted`]), a checkpoint file of at most
+//!   [`MAX_CHECKPOINT_FILE_BYTES`], and entries of files no longer followed
+//!   are pruned after [`CHECKPOINT_RETENTION`];
 //! * file notifications are folded into one "look again" flag, never queued;
 //! * a [`Tailer::read_batch`] result holds at most `max_lines` lines.
 //!
@@ -283,7 +315,7 @@ pub use error::TailError;
 pub use fingerprint::FINGERPRINT_BYTES;
 pub use observer::TailObserver;
 pub use recover::{MAX_RECOVERED_FILES_PER_PATH, MAX_RECOVERY_SCAN_ENTRIES, RecoveryLimit};
-pub use tailer::{MAX_FILES_PER_PATH, READ_CHUNK_BYTES, Tailer};
+pub use tailer::{BUSY_LOOK_INTERVAL, MAX_FILES_PER_PATH, READ_CHUNK_BYTES, TailStats, Tailer};
 
 /// Where to start reading a file that the checkpoint knows nothing about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,6 +350,19 @@ pub struct TailConfig {
     /// least 1; default 1 MiB), so one busy file cannot starve the others.
     /// When it is used up the pass moves on to the next path.
     pub read_budget_bytes: usize,
+    /// Most files kept open at once (at least 1; default: no limit). When
+    /// reached, files read to their end are closed ("parked", keeping their
+    /// position) and reopened when their path shows new content, so the
+    /// followed files take turns; a new file waits for a free descriptor.
+    /// See [Many files](self#many-files).
+    pub max_open_files: usize,
+    /// Close a file read to its end that has not grown for this long
+    /// (default: never), so idle files hold no descriptor.
+    pub idle_close: Option<Duration>,
+    /// Most directories given a file watch (default: no limit); beyond it,
+    /// changes there are seen by polling only. Keeps a node with many
+    /// containers from exhausting `fs.inotify.max_user_watches`.
+    pub max_watched_dirs: usize,
 }
 
 impl TailConfig {
@@ -331,6 +376,9 @@ impl TailConfig {
             max_line_bytes: 1024 * 1024,
             poll_interval: Duration::from_secs(1),
             read_budget_bytes: 1024 * 1024,
+            max_open_files: usize::MAX,
+            idle_close: None,
+            max_watched_dirs: usize::MAX,
         }
     }
 }

@@ -130,6 +130,9 @@ impl Harness {
             max_line_bytes: MAX_LINE,
             poll_interval: Duration::from_millis(5),
             read_budget_bytes: 100,
+            max_open_files: usize::MAX,
+            idle_close: None,
+            max_watched_dirs: usize::MAX,
         };
         let path = cfg.paths[0].clone();
         File::create(&path).unwrap();
@@ -342,6 +345,8 @@ impl Harness {
     }
 
     fn read(&mut self, max_lines: usize) -> Result<(), TestCaseError> {
+        // The model assumes the engine looked at the files after every operation.
+        self.tailer().look_on_next_read();
         let lines = self.tailer().read_batch(max_lines, Duration::ZERO);
         self.check(lines)
     }

@@ -78,6 +78,13 @@ pub trait TailObserver {
         let _ = path;
     }
 
+    /// [`TailConfig::max_open_files`](super::TailConfig::max_open_files)
+    /// descriptors are in use; a new file at `path` waits for one to be
+    /// freed. Reported once until the limit is no longer reached.
+    fn open_files_limited(&mut self, path: &Path, open: usize) {
+        let _ = (path, open);
+    }
+
     /// An I/O error on the followed `path`; it is tried again on the next
     /// pass. Reported once until the error kind changes or the path recovers.
     fn io_error(&mut self, path: &Path, error: &TailError) {
@@ -91,8 +98,18 @@ pub trait TailObserver {
     }
 
     /// `count` checkpoint entries of files no longer followed were dropped
-    /// (older than the retention, or over the entry limit).
+    /// because they were older than
+    /// [`CHECKPOINT_RETENTION`](super::CHECKPOINT_RETENTION).
     fn checkpoint_pruned(&mut self, count: usize) {
+        let _ = count;
+    }
+
+    /// `count` checkpoint entries of files no longer followed were evicted,
+    /// least recently seen first, to stay within
+    /// [`MAX_CHECKPOINT_ENTRIES`](super::MAX_CHECKPOINT_ENTRIES) (while
+    /// running, or when loading a larger checkpoint file). A restart may read
+    /// such a file again from its start if it is still in its directory.
+    fn checkpoint_evicted(&mut self, count: usize) {
         let _ = count;
     }
 

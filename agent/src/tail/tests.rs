@@ -44,6 +44,7 @@ pub(super) enum Ev {
     Io(String),
     CheckpointInvalid(String),
     Pruned(usize),
+    Evicted(usize),
     WatchFailed(String),
 }
 
@@ -106,6 +107,9 @@ impl TailObserver for Recorder {
     fn checkpoint_pruned(&mut self, count: usize) {
         self.0.push(Ev::Pruned(count));
     }
+    fn checkpoint_evicted(&mut self, count: usize) {
+        self.0.push(Ev::Evicted(count));
+    }
     fn watch_failed(&mut self, error: &TailError) {
         self.0.push(Ev::WatchFailed(error.to_string()));
     }
@@ -119,6 +123,9 @@ pub(super) fn config(dir: &Path, names: &[&str]) -> TailConfig {
         max_line_bytes: 1024,
         poll_interval: Duration::from_millis(10),
         read_budget_bytes: 64 * 1024,
+        max_open_files: usize::MAX,
+        idle_close: None,
+        max_watched_dirs: usize::MAX,
     }
 }
 
@@ -256,6 +263,27 @@ fn rename_rotation_drains_the_old_file_first() {
     append(&rotated, b"too late\n");
     append(&path, b"b2\n");
     assert_eq!(texts(&collect(&mut t, 1)), ["b2"]);
+}
+
+#[test]
+fn closing_rotated_files_gives_their_descriptors_back() {
+    let (dir, mut cfg, path) = setup(&["a.log", "b.log"]);
+    cfg.max_open_files = 2;
+    let other = cfg.paths[1].clone();
+    append(&path, b"r0\n");
+    let mut t = new_tailer(&cfg);
+    assert_eq!(texts(&collect(&mut t, 1)), ["r0"]);
+    // Far more rotations than descriptors: each rotated file is closed once read.
+    for i in 1..=5 {
+        fs::rename(&path, dir.path().join(format!("a.log.{i}"))).unwrap();
+        append(&path, format!("r{i}\n").as_bytes());
+        assert_eq!(texts(&collect(&mut t, 1)), [format!("r{i}")]);
+        assert_eq!(t.stats().open_files, 1);
+    }
+    // So a file appearing later still gets one.
+    append(&other, b"b1\n");
+    assert_eq!(texts(&collect(&mut t, 1)), ["b1"]);
+    assert_eq!(t.stats().open_files, 2);
 }
 
 #[test]
@@ -642,23 +670,55 @@ fn entries_of_files_gone_are_pruned_by_age_and_count() {
     c.insert_untracked_for_test("/gone/old", 1, now - hour - 10);
     c.insert_untracked_for_test("/gone/recent", 2, now - 10);
     assert_eq!(c.len(), 3);
-    assert_eq!(c.prune(now), 1);
+    assert_eq!(
+        c.prune(now),
+        checkpoint::Pruned {
+            expired: 1,
+            evicted: 0
+        }
+    );
     assert_eq!(c.len(), 2);
     for i in 0..MAX_CHECKPOINT_ENTRIES as u64 + 5 {
         c.insert_untracked_for_test("/gone/many", 100 + i, now - 5);
     }
-    c.prune(now);
+    // The least recently seen go first: `/gone/recent` (seen 10 s ago) before the others.
+    assert_eq!(
+        c.prune(now),
+        checkpoint::Pruned {
+            expired: 0,
+            evicted: 7
+        }
+    );
     assert_eq!(c.len(), MAX_CHECKPOINT_ENTRIES);
+    assert!(!c.path_known("/gone/recent"));
     // The followed file's entry survives any pruning.
     assert!(c.path_known(&path.to_string_lossy()));
-    // Pruning on the tailer's tick reaches the observer.
+    // A checkpoint file over the limit (written before a prune) loads its most recently
+    // seen entries, and says how many it left out.
+    for i in 0..10 {
+        c.insert_untracked_for_test("/gone/extra", 10_000 + i, now - 1);
+    }
+    c.persist().unwrap();
     drop(t);
     let mut t = new_tailer(&cfg);
+    assert!(t.observer().has(|e| *e == Ev::Evicted(10)));
+    assert!(
+        t.checkpointer().path_known("/gone/extra"),
+        "the most recent stay"
+    );
+    assert_eq!(t.checkpointer().len(), MAX_CHECKPOINT_ENTRIES);
+    // Pruning and eviction on the tailer's tick reach the observer.
     t.checkpointer()
         .insert_untracked_for_test("/gone/old", 9, now - hour - 10);
+    for i in 0..3 {
+        t.checkpointer()
+            .insert_untracked_for_test("/gone/more", 20_000 + i, now - 1);
+    }
     std::thread::sleep(Duration::from_millis(20));
     t.read_batch(1, Duration::from_millis(30));
     assert!(t.observer().has(|e| *e == Ev::Pruned(1)));
+    assert!(t.observer().has(|e| *e == Ev::Evicted(3)));
+    assert_eq!(t.checkpointer().len(), MAX_CHECKPOINT_ENTRIES);
 }
 
 #[test]
@@ -670,6 +730,8 @@ fn rotation_backlog_is_bounded_and_reported() {
     let mut t = new_tailer(&cfg);
     let mut got = Vec::new();
     for r in 0..MAX_FILES_PER_PATH + 2 {
+        // Every rotation is looked at, although each read comes back full.
+        t.look_on_next_read();
         got.extend(t.read_batch(1, Duration::ZERO));
         fs::rename(&path, dir.path().join(format!("a.log.{r}"))).unwrap();
         append(&path, format!("r{r}\n").as_bytes());
@@ -1043,9 +1105,12 @@ fn waiting_files_are_fingerprinted_and_entries_persisted_oldest_first() {
     assert_eq!(texts(&t.read_batch(1, Duration::ZERO)), ["f1"]);
     fs::rename(&path, dir.path().join("audit.log.1")).unwrap();
     append(&path, b"g1");
+    // Each read comes back full, which alone would let the next skip its look.
+    t.look_on_next_read();
     assert_eq!(texts(&t.read_batch(1, Duration::ZERO)), ["f2"]);
     append(&path, b"\n");
     // The old file is still being read, but the waiting one is identified.
+    t.look_on_next_read();
     assert_eq!(texts(&t.read_batch(1, Duration::ZERO)), ["f3"]);
     t.checkpointer().persist().unwrap();
     let json = read_checkpoint(&dir);

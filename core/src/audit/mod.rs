@@ -251,6 +251,11 @@ pub struct AuditParser {
 }
 
 impl AuditParser {
+    /// The settings it was made with.
+    pub fn config(&self) -> &AuditConfig {
+        &self.config
+    }
+
     /// A parser with these settings.
     pub fn new(config: AuditConfig) -> Self {
         AuditParser { config }
@@ -279,6 +284,9 @@ impl AuditParser {
 
     fn parse_fast(&self, line: &[u8], pos: Position<'_>, ingest_time: &str) -> Option<AuditRecord> {
         let body = line.trim_ascii();
+        if !single_line(body) {
+            return None;
+        }
         let parsed = fast::parse(body, self.config.max_object_bytes)?;
         let facts = parsed.line.facts(parsed.request_object.as_ref());
         let mut event = normalize::build(
@@ -314,8 +322,10 @@ impl AuditParser {
         let mut items = Vec::new();
         envelope::unwrap(doc, &self.config, &mut items)?;
         // Only a line that is exactly one plain audit event can be kept verbatim as `raw`.
-        let single_plain =
-            verbatim_ok && items.len() == 1 && items[0].as_ref().is_ok_and(|i| i.plain);
+        let single_plain = verbatim_ok
+            && single_line(body.trim_ascii())
+            && items.len() == 1
+            && items[0].as_ref().is_ok_and(|i| i.plain);
         let mut outcome = LineOutcome::default();
         for (index, item) in items.into_iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
@@ -381,6 +391,14 @@ impl AuditParser {
             changed,
         ))
     }
+}
+
+/// Whether a record holds no line break, so that it can be kept verbatim as `raw`: every
+/// output writes an event on one line (JSON lines, syslog framed by LF), and a document read
+/// whole (`scan` of a pretty-printed file, a webhook body) may span several. In valid JSON a
+/// line break can only be whitespace between tokens, so the re-serialized DOM loses nothing.
+fn single_line(record: &[u8]) -> bool {
+    !record.iter().any(|&b| b == b'\n' || b == b'\r')
 }
 
 fn check_version(audit: &Value) -> Result<(), AuditError> {

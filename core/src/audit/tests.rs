@@ -730,3 +730,38 @@ fn escaped_secret_kinds_are_still_redacted() {
     assert!(!text.contains("c2VjcmV0LXZhbHVl"), "{text}");
     assert!(text.contains(REDACTED));
 }
+
+/// A document read whole (`scan` of a pretty-printed file, a webhook body) may span lines;
+/// its event must still be one JSON line, so its `raw` is not the verbatim text.
+#[test]
+fn a_record_spanning_lines_is_not_kept_verbatim() {
+    // A `pods` event takes the fast path; a `secrets` one without a body the DOM path, which
+    // changes nothing in it.
+    for resource in ["pods", "secrets"] {
+        let line = format!(
+            "{{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\r\n \"auditID\":\"a\",\n \"stage\":\"ResponseComplete\",\"verb\":\"get\",\"requestURI\":\"/api/v1/namespaces/a/{resource}\",\n \"objectRef\":{{\"resource\":\"{resource}\",\"namespace\":\"a\"}}}}\n"
+        );
+        let mut out = Vec::new();
+        AuditParser::default()
+            .parse_line(
+                line.as_bytes(),
+                Position {
+                    origin: "pretty",
+                    offset: 0,
+                },
+                "t",
+                &mut out,
+            )
+            .unwrap();
+        let mut json = Vec::new();
+        crate::outputs::encode_json_line(&out.pop().unwrap().into_event(), &mut json).unwrap();
+        assert_eq!(
+            json.iter().filter(|&&b| b == b'\n' || b == b'\r').count(),
+            1,
+            "{}",
+            String::from_utf8_lossy(&json)
+        );
+        let event: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(event["raw"]["objectRef"]["resource"], resource);
+    }
+}

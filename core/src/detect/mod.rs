@@ -15,6 +15,7 @@
 
 mod builtin;
 mod gate;
+mod settings;
 pub mod testing;
 mod view;
 
@@ -28,6 +29,7 @@ use rsigma_parser::{LogSource, SigmaRule};
 use crate::event::{Detection, Event, Severity, Source};
 
 pub use builtin::{BUILTIN_RULES, PIPELINE_YAML};
+pub use settings::RulesConfig;
 pub use view::{RawSource, RuleView};
 
 /// Why rules could not be loaded.
@@ -219,6 +221,7 @@ pub struct RuleSet {
     /// Indexed like [`SOURCES`].
     per_source: Vec<SourceRules>,
     rules: Vec<Arc<RuleMeta>>,
+    tuning: crate::tuning::SharedTuning,
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -315,6 +318,7 @@ impl RuleSet {
             config: DetectConfig::default(),
             per_source,
             rules,
+            tuning: crate::tuning::SharedTuning::default(),
         })
     }
 
@@ -330,9 +334,27 @@ impl RuleSet {
         &self.rules
     }
 
-    /// The rules `event` fires, in load order. `raw` is the original record's DOM, for
-    /// rules that read raw fields.
+    /// The per-namespace tuning applied to every detection; [`SharedTuning::replace`]
+    /// puts a new one in force for every holder of this rule set.
+    ///
+    /// [`SharedTuning::replace`]: crate::tuning::SharedTuning::replace
+    pub fn tuning(&self) -> &crate::tuning::SharedTuning {
+        &self.tuning
+    }
+
+    /// The rules `event` fires, in load order, then those of its namespace's inline rules,
+    /// as its namespace's tuning leaves them. `raw` is the original record's DOM, for rules
+    /// that read raw fields.
     pub fn detect(&self, event: &Event, raw: Option<&dyn RawSource>) -> Vec<Detection> {
+        let found = self.detect_untuned(event, raw);
+        let tuning = self.tuning.current();
+        if tuning.is_empty() {
+            return found;
+        }
+        tuning.tune(event, raw, found, &self.tuning.counters)
+    }
+
+    fn detect_untuned(&self, event: &Event, raw: Option<&dyn RawSource>) -> Vec<Detection> {
         let Some(rules) = self.rules_of(event.source) else {
             return Vec::new();
         };

@@ -15,6 +15,9 @@
 //! ```
 //!
 //! `audit` cases go through the real audit parser, so a test exercises normalization too;
+//! `docker` cases go through the Docker normalizer: `engine` is the engine's event as
+//! `GET /events` sends it, `inspect` and `exec_inspect` (optional) what `docker inspect` of
+//! the container and of the exec returns, merged in as the Docker source does;
 //! `event` cases are normalized events (missing `id`/`time` are filled in) for sources whose
 //! parsers live elsewhere.
 
@@ -53,6 +56,23 @@ pub struct TestCase {
     /// A normalized event.
     #[serde(default)]
     pub event: Option<Value>,
+    /// A Docker engine event, with the inspect output the Docker source would add.
+    #[serde(default)]
+    pub docker: Option<DockerCase>,
+}
+
+/// A Docker engine event and what inspect adds to it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerCase {
+    /// The event as the engine sends it.
+    pub engine: Value,
+    /// `GET /containers/{id}/json`.
+    #[serde(default)]
+    pub inspect: Option<Value>,
+    /// `GET /exec/{id}/json`.
+    #[serde(default)]
+    pub exec_inspect: Option<Value>,
 }
 
 /// The result of one case.
@@ -166,8 +186,9 @@ fn run_file(rules: &RuleSet, file: &Path, tf: RuleTestFile, report: &mut TestRep
 
 /// Whether `rule` fired on the case, and every rule that fired.
 fn fired(rules: &RuleSet, case: &TestCase, rule: &str) -> Result<(bool, Vec<String>), String> {
-    let names = match (&case.audit, &case.event) {
-        (Some(audit), None) => {
+    let names = match (&case.audit, &case.event, &case.docker) {
+        (None, None, Some(docker)) => docker_case(rules, docker)?,
+        (Some(audit), None, None) => {
             let line = serde_json::to_vec(audit).map_err(|e| e.to_string())?;
             let parser = AuditParser::default();
             let mut records = Vec::new();
@@ -193,7 +214,7 @@ fn fired(rules: &RuleSet, case: &TestCase, rule: &str) -> Result<(bool, Vec<Stri
             }
             names
         }
-        (None, Some(partial)) => {
+        (None, Some(partial), None) => {
             let event = complete_event(partial.clone())?;
             rules
                 .detect(&event, None)
@@ -201,9 +222,37 @@ fn fired(rules: &RuleSet, case: &TestCase, rule: &str) -> Result<(bool, Vec<Stri
                 .map(|d| d.rule)
                 .collect()
         }
-        _ => return Err("a case needs exactly one of `audit` or `event`".into()),
+        _ => return Err("a case needs exactly one of `audit`, `docker` or `event`".into()),
     };
     Ok((names.iter().any(|n| n == rule), names))
+}
+
+fn docker_case(rules: &RuleSet, case: &DockerCase) -> Result<Vec<String>, String> {
+    use crate::runtime::{ContainerFacts, DockerParser, Enrichment, ExecFacts};
+    let line = serde_json::to_vec(&case.engine).map_err(|e| e.to_string())?;
+    let mut parsed = DockerParser::default()
+        .parse(&line, "2024-01-01T00:00:00.000000000Z")
+        .map_err(|e| format!("the engine event does not parse: {e}"))?;
+    let enrichment = Enrichment {
+        container: case
+            .inspect
+            .clone()
+            .map(ContainerFacts::from_inspect)
+            .transpose()
+            .map_err(|e| format!("`inspect`: {e}"))?,
+        exec: case
+            .exec_inspect
+            .clone()
+            .map(ExecFacts::from_inspect)
+            .transpose()
+            .map_err(|e| format!("`exec_inspect`: {e}"))?,
+    };
+    parsed.enrich(&enrichment);
+    Ok(rules
+        .detect(&parsed.event, None)
+        .into_iter()
+        .map(|d| d.rule)
+        .collect())
 }
 
 fn complete_event(mut partial: Value) -> Result<Event, String> {

@@ -15,6 +15,11 @@
 //!   `requestObject.data`/`stringData` (ConfigMaps; Secret values are redacted before any
 //!   rule runs).
 //!
+//! Resource-usage events expose `metrics.anomalies.signal` (the signals the collector
+//! judged, by name) and the main figures as numbers (`metrics.memory.limit_ratio`,
+//! `metrics.cpu.usage_cores`, `metrics.network.tx_bytes_per_sec` ...), for `|gte`-style
+//! rules of one's own.
+//!
 //! Lookups borrow from the event; nothing is serialized per event.
 
 use std::borrow::Cow;
@@ -169,6 +174,10 @@ fn list(v: &[String]) -> Option<EventValue<'_>> {
 
 fn flag(b: bool) -> Option<EventValue<'static>> {
     Some(EventValue::Bool(b))
+}
+
+fn num(v: Option<u32>) -> Option<EventValue<'static>> {
+    v.map(|v| EventValue::Int(i64::from(v)))
 }
 
 fn paths<'a>(
@@ -337,6 +346,24 @@ impl RuleView<'_> {
                     "tty" => p.tty.and_then(flag),
                     "exec_id" => opt(&p.exec_id),
                     "user" => opt(&p.user),
+                    "privileged" => flag(p.privileged),
+                    "healthcheck" => flag(p.healthcheck),
+                    "pid" => num(p.pid),
+                    "ppid" => num(p.ppid),
+                    "name" => opt(&p.name),
+                    "exe" => opt(&p.exe),
+                    "cwd" => opt(&p.cwd),
+                    "uid" => num(p.uid),
+                    "euid" => num(p.euid),
+                    "gid" => num(p.gid),
+                    "egid" => num(p.egid),
+                    "parent.pid" => num(p.parent.as_ref().and_then(|q| q.pid)),
+                    "parent.name" => p.parent.as_ref().and_then(|q| opt(&q.name)),
+                    "parent.exe" => p.parent.as_ref().and_then(|q| opt(&q.exe)),
+                    "parent.command_line" => p.parent.as_ref().and_then(|q| opt(&q.command_line)),
+                    "parent_is_runtime" => p.parent_is_runtime.and_then(flag),
+                    "container_init" => flag(p.container_init),
+                    "in_container" => p.in_container.and_then(flag),
                     _ => None,
                 }
             }
@@ -349,6 +376,76 @@ impl RuleView<'_> {
                     "message" => opt(&l.message),
                     "partial" => flag(l.partial),
                     "file" => opt(&l.file),
+                    _ => None,
+                }
+            }
+            ("file", t) => {
+                let Some(f) = &e.file else { return Some(None) };
+                match t {
+                    "path" => Some(s(&f.path)),
+                    "change" => Some(s(f.change.as_str())),
+                    "size" => f
+                        .size
+                        .and_then(|v| i64::try_from(v).ok())
+                        .map(EventValue::Int),
+                    "sha256" => opt(&f.sha256),
+                    "hash_skipped" => opt(&f.hash_skipped),
+                    "executable" => flag(f.executable),
+                    "elf" => flag(f.elf),
+                    "sensitive" => flag(f.sensitive),
+                    "in_image" => flag(f.in_image),
+                    _ => None,
+                }
+            }
+            ("posture", t) => {
+                let Some(p) = &e.posture else {
+                    return Some(None);
+                };
+                match t {
+                    "check" => Some(s(&p.check)),
+                    "title" => Some(s(&p.title)),
+                    "target" => Some(s(&p.target)),
+                    "status" => Some(s(p.status.as_str())),
+                    "previous_status" => p.previous_status.map(|v| s(v.as_str())),
+                    "regressed" => flag(p.regressed),
+                    "reason" => opt(&p.reason),
+                    "benchmark" => opt(&p.benchmark),
+                    _ => None,
+                }
+            }
+            ("metrics", t) => {
+                let Some(m) = &e.metrics else {
+                    return Some(None);
+                };
+                let float = |v: Option<f64>| v.map(EventValue::Float);
+                let int =
+                    |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok()).map(EventValue::Int);
+                match t {
+                    "collector" => Some(s(&m.collector)),
+                    "anomalies" | "anomalies.signal" => (!m.anomalies.is_empty()).then(|| {
+                        EventValue::Array(m.anomalies.iter().map(|a| s(&a.signal)).collect())
+                    }),
+                    "host_network" => flag(m.host_network),
+                    "cpu.usage_cores" => float(m.cpu.as_ref().and_then(|c| c.usage_cores)),
+                    "cpu.limit_cores" => float(m.cpu.as_ref().and_then(|c| c.limit_cores)),
+                    "cpu.throttled_ratio" => float(m.cpu.as_ref().and_then(|c| c.throttled_ratio)),
+                    "memory.usage_bytes" => int(m.memory.as_ref().map(|x| x.usage_bytes)),
+                    "memory.working_set_bytes" => {
+                        int(m.memory.as_ref().and_then(|x| x.working_set_bytes))
+                    }
+                    "memory.limit_bytes" => int(m.memory.as_ref().and_then(|x| x.limit_bytes)),
+                    "memory.limit_ratio" => float(m.memory.as_ref().and_then(|x| x.limit_ratio)),
+                    "memory.oom_kills" => int(m.memory.as_ref().and_then(|x| x.oom_kills)),
+                    "network.rx_bytes_per_sec" => {
+                        float(m.network.as_ref().and_then(|n| n.rx_bytes_per_sec))
+                    }
+                    "network.tx_bytes_per_sec" => {
+                        float(m.network.as_ref().and_then(|n| n.tx_bytes_per_sec))
+                    }
+                    "network.tcp_connections" => {
+                        int(m.network.as_ref().and_then(|n| n.tcp_connections))
+                    }
+                    "pids.current" => int(m.pids.as_ref().map(|p| p.current)),
                     _ => None,
                 }
             }
@@ -451,6 +548,48 @@ mod tests {
         assert_eq!(view.get_field("process.command_line"), None);
         assert_eq!(view.get_field("actor.user"), None);
         assert_eq!(view.get_field("nothing.here"), None);
+    }
+
+    #[test]
+    fn resource_figures_and_signals_are_fields() {
+        use crate::event::{Anomaly, MemoryUsage, ResourceUsage};
+        let event = Event {
+            metrics: Some(ResourceUsage {
+                collector: "cgroup_v2".into(),
+                memory: Some(MemoryUsage {
+                    usage_bytes: 10,
+                    limit_ratio: Some(0.95),
+                    ..MemoryUsage::default()
+                }),
+                anomalies: vec![Anomaly {
+                    signal: "memory_near_limit".into(),
+                    value: 0.95,
+                    threshold: 0.9,
+                    ..Anomaly::default()
+                }],
+                ..ResourceUsage::default()
+            }),
+            ..Event::default()
+        };
+        let config = crate::detect::DetectConfig::default();
+        let view = RuleView::new(&event, None, &config);
+        assert_eq!(
+            view.get_field("metrics.anomalies.signal"),
+            Some(EventValue::Array(vec![s("memory_near_limit")]))
+        );
+        assert_eq!(
+            view.get_field("metrics.memory.limit_ratio"),
+            Some(EventValue::Float(0.95))
+        );
+        assert_eq!(
+            view.get_field("metrics.memory.usage_bytes"),
+            Some(EventValue::Int(10))
+        );
+        assert_eq!(view.get_field("metrics.cpu.usage_cores"), None);
+        assert_eq!(
+            RuleView::new(&Event::default(), None, &config).get_field("metrics.collector"),
+            None
+        );
     }
 
     #[test]

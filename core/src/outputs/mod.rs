@@ -5,12 +5,18 @@
 //! acknowledgement and lets the source commit its position.
 
 mod file;
+pub mod http;
 mod null;
+pub mod remote;
 mod stdout;
+pub mod syslog;
+pub mod tls;
+pub mod trim;
 pub mod wazuh;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use schemars::JsonSchema;
@@ -33,6 +39,13 @@ pub trait Output: Send {
     /// Writes `events`; returns when they are durable on this output's side.
     fn send<'a>(&'a mut self, events: &'a [Event]) -> BoxFuture<'a, Result<(), OutputError>>;
 
+    /// The output's own counters, for outputs that count more than the router does (the
+    /// remote outputs' spool and delivery figures). The router uses them instead of fresh
+    /// ones, so one set of counters describes the output.
+    fn counters(&self) -> Option<Arc<OutputCounters>> {
+        None
+    }
+
     /// Flushes what is buffered (at shutdown).
     fn flush(&mut self) -> BoxFuture<'_, Result<(), OutputError>> {
         Box::pin(async { Ok(()) })
@@ -48,6 +61,12 @@ pub enum OutputError {
     /// An event could not be encoded; not retried (it would fail again).
     #[error("cannot encode an event: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The spool refused (misconfiguration, a locked or corrupt directory); not retried.
+    #[error("spool: {0}")]
+    Spool(#[from] crate::spool::SpoolError),
+    /// The output's configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 impl OutputError {
@@ -68,6 +87,28 @@ pub struct OutputCounters {
     pub retries: AtomicU64,
     /// Batches given up on (their positions are not committed).
     pub batches_failed: AtomicU64,
+    /// Remote outputs: events written to the spool.
+    pub spooled_events: AtomicU64,
+    /// Remote outputs: events the peer has (as far as its protocol says).
+    pub events_delivered: AtomicU64,
+    /// Remote outputs: events dropped by the spool's `when_full` policy (`drop_newest`).
+    pub dropped_events: AtomicU64,
+    /// Remote outputs: spool records dropped (`drop_oldest`, or unreadable).
+    pub dropped_records: AtomicU64,
+    /// Remote outputs: events the peer rejected as invalid (not retried).
+    pub rejected_events: AtomicU64,
+    /// Events that could not be encoded for this output.
+    pub encode_errors: AtomicU64,
+    /// Remote outputs: events cut to fit the protocol's message size (marked as such).
+    pub trimmed_events: AtomicU64,
+    /// Remote outputs: bytes in the spool (gauge).
+    pub spool_bytes: AtomicU64,
+    /// Remote outputs: records (batches) in the spool not yet delivered (gauge).
+    pub spool_records: AtomicU64,
+    /// Batches waiting in the router's queue for this output (gauge).
+    pub queued_batches: AtomicU64,
+    /// Remote outputs: 1 while connected to the peer (gauge).
+    pub connected: AtomicU64,
 }
 
 /// An output in the agent's configuration.
@@ -80,17 +121,72 @@ pub enum OutputConfig {
     File(FileOutputConfig),
     /// Discards events (benchmarks, dry runs).
     Null,
+    /// A Wazuh manager, as a Wazuh agent (enrollment, secure messages on TCP 1514).
+    Wazuh(wazuh::WazuhOutputConfig),
+    /// RFC 5424 syslog over TCP, TLS or UDP.
+    Syslog(syslog::SyslogOutputConfig),
+    /// Batched NDJSON POSTs to an HTTP(S) endpoint.
+    Http(http::HttpOutputConfig),
+}
+
+/// What building an output may need from the agent.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The agent's state directory: spools and keys live under it.
+    pub state_dir: std::path::PathBuf,
+    /// The node name (the Wazuh agent name by default).
+    pub node: String,
+}
+
+impl BuildContext {
+    /// The default spool directory of the output named `name`.
+    pub fn spool_dir(&self, name: &str) -> std::path::PathBuf {
+        self.state_dir.join("spool").join(name)
+    }
 }
 
 impl OutputConfig {
-    /// Builds the output.
-    pub fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+    /// The output's name in logs, metrics and its spool directory.
+    pub fn name(&self) -> String {
+        match self {
+            OutputConfig::Stdout => "stdout".into(),
+            OutputConfig::File(cfg) => format!("file:{}", cfg.path.display()),
+            OutputConfig::Null => "null".into(),
+            OutputConfig::Wazuh(cfg) => cfg.name.clone().unwrap_or_else(|| "wazuh".into()),
+            OutputConfig::Syslog(cfg) => cfg.name.clone().unwrap_or_else(|| "syslog".into()),
+            OutputConfig::Http(cfg) => cfg.name.clone().unwrap_or_else(|| "http".into()),
+        }
+    }
+
+    /// Builds the output. Remote outputs open their spool and start their sender task, so
+    /// this must run inside a Tokio runtime.
+    pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Output>, OutputError> {
         Ok(match self {
             OutputConfig::Stdout => Box::new(StdoutOutput::new()),
             OutputConfig::File(cfg) => Box::new(FileOutput::open(cfg.clone())?),
             OutputConfig::Null => Box::new(NullOutput::default()),
+            OutputConfig::Wazuh(cfg) => wazuh::build(cfg, &self.name(), ctx)?,
+            OutputConfig::Syslog(cfg) => syslog::build(cfg, &self.name(), ctx)?,
+            OutputConfig::Http(cfg) => http::build(cfg, &self.name(), ctx)?,
         })
     }
+}
+
+/// Builds every output, refusing two with the same name (they would share a spool).
+pub fn build_all(
+    configs: &[OutputConfig],
+    ctx: &BuildContext,
+) -> Result<Vec<Box<dyn Output>>, OutputError> {
+    let mut names = std::collections::BTreeSet::new();
+    for cfg in configs {
+        let name = cfg.name();
+        if !names.insert(name.clone()) {
+            return Err(OutputError::Config(format!(
+                "two outputs are named `{name}`: give each a distinct `name`"
+            )));
+        }
+    }
+    configs.iter().map(|c| c.build(ctx)).collect()
 }
 
 /// Appends `event` as one JSON line to `out`.

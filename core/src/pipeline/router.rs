@@ -1,6 +1,7 @@
 //! Fan-out of batches to the outputs.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -57,7 +58,7 @@ impl Router {
         let mut tasks = Vec::new();
         for output in outputs {
             let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
-            let counters = Arc::new(OutputCounters::default());
+            let counters = output.counters().unwrap_or_default();
             lanes.push(Lane {
                 name: output.name().to_owned(),
                 tx,
@@ -81,6 +82,9 @@ impl Router {
     /// Sends a batch to every output, waiting while any queue is full.
     pub async fn send(&self, batch: Batch) -> Result<(), RouterError> {
         for lane in &self.lanes {
+            // Counted before it is queued, so the output never takes it uncounted; a send
+            // waiting for room counts too.
+            lane.counters.queued_batches.fetch_add(1, Relaxed);
             lane.tx
                 .send(batch.clone())
                 .await
@@ -92,6 +96,9 @@ impl Router {
     /// [`send`](Self::send) from a thread outside the runtime (a blocking source).
     pub fn blocking_send(&self, batch: Batch) -> Result<(), RouterError> {
         for lane in &self.lanes {
+            // Counted before it is queued, so the output never takes it uncounted; a send
+            // waiting for room counts too.
+            lane.counters.queued_batches.fetch_add(1, Relaxed);
             lane.tx
                 .blocking_send(batch.clone())
                 .map_err(|_| RouterError(lane.name.clone()))?;
@@ -148,8 +155,8 @@ async fn run_output(
     config: RouterConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     while let Some(batch) = rx.recv().await {
+        counters.queued_batches.fetch_sub(1, Relaxed);
         let mut backoff = config.initial_backoff;
         loop {
             match output.send(&batch.events).await {

@@ -259,6 +259,13 @@ impl SecureCodec {
         self
     }
 
+    /// Leaves out the `!<id>!` prefix: what the manager does for the frames it sends to an
+    /// agent.
+    pub fn without_id_prefix(mut self) -> Self {
+        self.id_prefix = None;
+        self
+    }
+
     /// Encrypts a plaintext built by [`build_plain`] and prefixes `[!id!]#AES:`.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let ct = cbc::Encryptor::<Aes256>::new(self.key.as_bytes().into(), AES_IV.into())

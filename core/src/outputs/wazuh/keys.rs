@@ -169,6 +169,11 @@ impl AgentKey {
         Ok(out)
     }
 
+    /// The `client.keys` line of this key, secret included: for writing the keys file only.
+    pub fn to_line(&self) -> String {
+        format!("{} {} {} {}", self.id, self.name, self.ip, self.key)
+    }
+
     /// The agent id, as written (leading zeros matter: it goes verbatim into `!<id>!`).
     pub fn id(&self) -> &str {
         &self.id

@@ -7,7 +7,7 @@ use super::*;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/testdata/wazuh-secure-message-vectors.json"
+    "/tests/fixtures/wazuh/wazuh-secure-message-vectors.json"
 );
 
 /// Random, global and local counter the vectors were generated with (see their `source`).
@@ -44,7 +44,7 @@ fn load_from(path: &str) -> Vectors {
     let raw = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!(
             "Wazuh test vectors not found at {path}: {e}. They are required (not optional): \
-             restore shared/testdata/wazuh-secure-message-vectors.json beside the workspace"
+             restore core/tests/fixtures/wazuh/wazuh-secure-message-vectors.json"
         )
     });
     let doc: Value = serde_json::from_str(&raw).expect("vectors file is not JSON");

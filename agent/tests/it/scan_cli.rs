@@ -1,7 +1,5 @@
 //! `vigil-agent scan` as a user runs it: the binary, real files, real output.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -290,5 +288,112 @@ fn user_rules_are_added_and_tested() {
         stdout(&o).contains("FAIL custom.lease-update"),
         "{}",
         stdout(&o)
+    );
+}
+
+/// Writes `text` at `rel` under `dir`, creating directories.
+fn put(dir: &std::path::Path, rel: &str, text: &str) -> String {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn events(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_cri_pod_log_is_reassembled_enriched_from_its_path_and_checked_by_the_log_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = put(
+        dir.path(),
+        "var/log/pods/shop_web-7c9f8d6b5-x2kqz_0f1e2d3c-aaaa-bbbb-cccc-123456789abc/nginx/0.log",
+        concat!(
+            "2024-05-02T10:15:30.123456789Z stdout F 203.0.113.9 - - [02/May/2024:10:15:30 +0000] \"GET /static/app.js HTTP/1.1\" 200 5120 \"-\" \"Mozilla/5.0\"\n",
+            "2024-05-02T10:15:31.5+02:00 stdout P 203.0.113.9 - - [02/May/2024:10:15:31 +0000] \"GET /static/../../\n",
+            "2024-05-02T10:15:31.5+02:00 stderr F worker 3 started\n",
+            "2024-05-02T10:15:31.5+02:00 stdout F ../../etc/passwd HTTP/1.1\" 400 157 \"-\" \"curl/8.5.0\"\n",
+            "not a CRI line at all\n",
+            "2024-05-02T10:15:32Z stdout P unfinished at the end of the file\n",
+        ),
+    );
+    let o = agent(&["scan", &file]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events = events(&o);
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["log"]["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    assert!(
+        messages[1].starts_with("worker 3"),
+        "stderr interleaves: {messages:?}"
+    );
+    assert!(
+        messages[2].contains("GET /static/../../../../etc/passwd HTTP/1.1"),
+        "P parts joined: {messages:?}"
+    );
+    assert_eq!(
+        events[3]["log"]["partial"], true,
+        "an open message is emitted cut"
+    );
+    let traversal = &events[2];
+    assert_eq!(traversal["source"], "container_log");
+    assert_eq!(
+        traversal["time"], "2024-05-02T08:15:31.500000000Z",
+        "converted to UTC"
+    );
+    assert_eq!(traversal["container"]["name"], "nginx");
+    assert_eq!(traversal["container"]["pod"]["namespace"], "shop");
+    assert_eq!(traversal["container"]["pod"]["name"], "web-7c9f8d6b5-x2kqz");
+    let rules: Vec<&str> = traversal["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"log.web-path-traversal"), "{rules:?}");
+    assert!(
+        events[0].get("detections").is_none(),
+        "an ordinary request is quiet"
+    );
+    let err = stderr(&o);
+    assert!(err.contains(&format!("{file}:5: skipped")), "{err}");
+}
+
+#[test]
+fn a_docker_json_file_log_is_read_with_its_parts_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "4f".repeat(32);
+    let file = put(
+        dir.path(),
+        &format!("var/lib/docker/containers/{id}/{id}-json.log"),
+        concat!(
+            "{\"log\":\"sh: \",\"stream\":\"stderr\",\"time\":\"2024-05-02T10:15:30.1Z\"}\n",
+            "{\"log\":\"can't access tty; job control turned off\\n\",\"stream\":\"stderr\",\"time\":\"2024-05-02T10:15:30.2Z\"}\n",
+            "{\"log\":\"hello\\n\",\"stream\":\"stdout\",\"time\":\"2024-05-02T10:15:31Z\"}\n",
+            "{\"log\": 42}\n",
+        ),
+    );
+    let o = agent(&["scan", "--format", "text", &file]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("log.shell-announced"), "{text}");
+    let o = agent(&["scan", &file]);
+    let events = events(&o);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0]["log"]["message"],
+        "sh: can't access tty; job control turned off"
+    );
+    assert_eq!(events[0]["container"]["id"], id.as_str());
+    assert!(
+        stderr(&o).contains(&format!("{file}:4: skipped")),
+        "{}",
+        stderr(&o)
     );
 }

@@ -1,23 +1,12 @@
 //! `vigil-agent run` end to end: the binary tails a real audit log through rotation,
 //! copytruncate, restarts and `kill -9`, and every event reaches the file output.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running agent, killed when dropped so that a failing test never leaves one behind.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use vigil_testkit::process::AgentProcess;
 
 struct Harness {
     dir: tempfile::TempDir,
@@ -47,34 +36,11 @@ impl Harness {
         self.dir.path().join("audit/audit.log")
     }
 
-    fn start(&self) -> Agent {
-        let child = Command::new(env!("CARGO_BIN_EXE_vigil-agent"))
-            .args(["run", "--config"])
-            .arg(self.dir.path().join("agent.yaml"))
-            .env("VIGIL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Agent(child)
-    }
-
-    fn stop(&self, mut agent: Agent) {
-        let child = &mut agent.0;
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                assert!(s.success(), "agent exited with {s}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "agent did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn start(&self) -> AgentProcess {
+        AgentProcess::start(
+            Path::new(env!("CARGO_BIN_EXE_vigil-agent")),
+            &self.dir.path().join("agent.yaml"),
+        )
     }
 
     /// Appends `n` audit events to `path`, each with a unique auditID.
@@ -177,11 +143,11 @@ fn rotation_copytruncate_and_graceful_restarts_lose_and_repeat_nothing() {
     h.wait_for_all();
 
     // A graceful restart, with events written while the agent is down.
-    h.stop(agent);
+    agent.terminate();
     h.write(&log, 250);
     let agent = h.start();
     h.wait_for_all();
-    h.stop(agent);
+    agent.terminate();
 
     assert_eq!(
         h.duplicates(),
@@ -208,7 +174,7 @@ fn kill_9_loses_nothing_and_repeats_events_with_their_ids() {
         agent = h.start();
     }
     h.wait_for_all();
-    h.stop(agent);
+    agent.terminate();
 
     let delivered = h.delivered();
     assert_eq!(delivered.len(), h.written.len(), "every event is delivered");
