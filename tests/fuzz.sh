@@ -5,6 +5,8 @@
 #
 #   tests/fuzz.sh [SECONDS] [TARGET...]     default: 60 seconds each, every target
 #
+# Targets run side by side, as many at once as there are cores (FUZZ_JOBS overrides).
+#
 # libFuzzer's instrumentation needs rustc flags that only nightly accepts; RUSTC_BOOTSTRAP=1
 # lets the stable toolchain take them, for this build only.
 set -euo pipefail
@@ -57,44 +59,68 @@ echo "   built in ${build_secs} s"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-summary=()
-for t in "${TARGETS[@]}"; do
-  [ -d "fuzz/corpus/$t" ] || { echo "no seed corpus fuzz/corpus/$t" >&2; exit 1; }
+# One target: its log and artifacts under $work, its summary line in $work/$t.summary; a
+# crash is reported and makes the function fail.
+fuzz_one() {
+  local t="$1" log="$work/$1.log"
   cp -r "fuzz/corpus/$t" "$work/$t"
   mkdir -p "$ARTIFACTS/$t"
-  log="$work/$t.log"
-  echo "== fuzzing $t for ${SECONDS_EACH} s"
   # -timeout: an input that takes 10 s is a hang, reported like a crash. -rss_limit_mb also
   # caps single allocations (malloc_limit_mb defaults to it).
   if ! "$BIN_DIR/$t" "$work/$t" \
       -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$ARTIFACTS/$t/" >"$log" 2>&1; then
     cp "$log" "$ARTIFACTS/$t/failed-run.log"
-    # The panic message (or the sanitizer's report), then how libFuzzer ended.
-    grep -m 1 -A 12 -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" || true
-    echo "..."
-    tail -n 12 "$log"
-    crash="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)"
-    echo >&2
-    echo "FUZZ FAILURE in target $t" >&2
-    if [ -n "$crash" ]; then
-      echo "  input:     $crash" >&2
-      echo "  reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --release --debug-assertions --codegen-units 16 $t $crash" >&2
-      echo "         or: $BIN_DIR/$t $crash" >&2
-    else
-      echo "  no crash input was written; the log: $ARTIFACTS/$t/failed-run.log" >&2
-    fi
-    exit 1
+    {
+      # The panic message (or the sanitizer's report), then how libFuzzer ended.
+      grep -m 1 -A 12 -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" || true
+      echo "..."
+      tail -n 12 "$log"
+      local crash
+      crash="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)"
+      echo
+      echo "FUZZ FAILURE in target $t"
+      if [ -n "$crash" ]; then
+        echo "  input:     $crash"
+        echo "  reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run --release --debug-assertions --codegen-units 16 $t $crash"
+        echo "         or: $BIN_DIR/$t $crash"
+      else
+        echo "  no crash input was written; the log: $ARTIFACTS/$t/failed-run.log"
+      fi
+    } >&2
+    return 1
   fi
+  local runs rate seeds grown cov
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
   seeds=$(find "fuzz/corpus/$t" -type f | wc -l)
   grown=$(find "$work/$t" -type f | wc -l)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2 || true)
-  summary+=("$(printf '%-16s %12s %10s %8s %8s' "$t" "$runs" "$rate" "${cov:-?}" "$seeds→$grown")")
+  printf '%-16s %12s %10s %8s %8s\n' "$t" "$runs" "$rate" "${cov:-?}" "$seeds→$grown" >"$work/$t.summary"
+}
+
+for t in "${TARGETS[@]}"; do
+  [ -d "fuzz/corpus/$t" ] || { echo "no seed corpus fuzz/corpus/$t" >&2; exit 1; }
+done
+# As many targets at once as there are cores (each fuzzer is one process on one core), so
+# every target still gets its full time and the whole run takes less.
+JOBS="${FUZZ_JOBS:-$(nproc)}"
+failed=0
+for ((i = 0; i < ${#TARGETS[@]}; i += JOBS)); do
+  batch=("${TARGETS[@]:i:JOBS}")
+  echo "== fuzzing ${batch[*]} for ${SECONDS_EACH} s"
+  pids=()
+  for t in "${batch[@]}"; do
+    fuzz_one "$t" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do
+    wait "$p" || failed=1
+  done
+  [ "$failed" -eq 0 ] || exit 1
 done
 
 echo "== fuzzing: no crash"
 printf '%-16s %12s %10s %8s %8s\n' target runs "execs/s" edges corpus
-printf '%s\n' "${summary[@]}"
+for t in "${TARGETS[@]}"; do cat "$work/$t.summary"; done
 echo "   ${SECONDS_EACH} s per target; build ${build_secs} s; total $(($(date +%s) - started)) s"

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod certs;
+pub mod containerd;
 pub mod docker;
 pub mod http;
 pub mod kmock;

@@ -6,103 +6,14 @@
 //! delete; a plain container next to it; a namespace created and removed. Every step must
 //! arrive as the normalized event and detections a user would look for.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigil_testkit::process::AgentProcess;
 
-const WELL_KNOWN_SOCK: &str = "/tmp/vigil-engines/containerd/containerd.sock";
-const DEFAULT_IMAGE: &str = "docker.io/vigil-test/busybox:latest";
-const HOW: &str = "start it with `tests/engines.sh containerd-start` (as root; it installs \
-                   containerd, runc and busybox-static from Debian, starts a private containerd \
-                   and imports a busybox image into the k8s.io namespace)";
+use vigil_testkit::containerd::Containerd;
 
-/// The private containerd, or a failure that says how to start it.
-pub(crate) struct Containerd {
-    pub(crate) sock: String,
-    pub(crate) image: String,
-    pub(crate) snapshotter: String,
-}
-
-impl Containerd {
-    pub(crate) fn find() -> Containerd {
-        let sock =
-            std::env::var("VIGIL_TEST_CONTAINERD_SOCK").unwrap_or_else(|_| WELL_KNOWN_SOCK.into());
-        let image =
-            std::env::var("VIGIL_TEST_CONTAINERD_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.into());
-        assert!(Path::new(&sock).exists(), "no containerd at {sock}: {HOW}");
-        // The engines script probes which snapshotter the kernel allows and records it.
-        let snapshotter = Path::new(&sock)
-            .parent()
-            .map(|d| d.join("snapshotter"))
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "overlayfs".into());
-        let c = Containerd {
-            sock,
-            image,
-            snapshotter,
-        };
-        let version = c.try_ctr(&["version"]);
-        assert!(
-            version.is_ok(),
-            "containerd at {} does not answer ({}): {HOW}",
-            c.sock,
-            version.unwrap_err()
-        );
-        let images = c.ctr(&["images", "ls", "-q"]);
-        assert!(
-            images.lines().any(|l| l == c.image),
-            "the test image {} is missing from namespace k8s.io: {HOW}",
-            c.image
-        );
-        c
-    }
-
-    pub(crate) fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ctr");
-        cmd.args(["-a", &self.sock, "-n", "k8s.io"]).args(args);
-        cmd
-    }
-
-    pub(crate) fn try_ctr(&self, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .command(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run ctr ({e}); install containerd"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
-    }
-
-    pub(crate) fn ctr(&self, args: &[&str]) -> String {
-        self.try_ctr(args)
-            .unwrap_or_else(|e| panic!("ctr {}: {e}", args.join(" ")))
-    }
-
-    /// Removes a container and its task, whatever state they are in.
-    pub(crate) fn remove(&self, id: &str) {
-        let _ = self.try_ctr(&["tasks", "kill", "-s", "KILL", id]);
-        for _ in 0..50 {
-            if self.try_ctr(&["tasks", "rm", "-f", id]).is_ok()
-                || self
-                    .try_ctr(&["tasks", "ls", "-q"])
-                    .is_ok_and(|l| !l.lines().any(|t| t == id))
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.try_ctr(&["containers", "rm", id]);
-    }
-}
+use crate::agent::{TestAgent, rules};
 
 /// Removes the test's containers even when an assertion fails half-way.
 struct Cleanup<'a>(&'a Containerd, Vec<String>);
@@ -119,43 +30,22 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-struct Harness {
-    dir: tempfile::TempDir,
-    metrics_port: u16,
+/// An agent with only the containerd source.
+struct Harness(TestAgent);
+
+impl std::ops::Deref for Harness {
+    type Target = TestAgent;
+    fn deref(&self) -> &TestAgent {
+        &self.0
+    }
 }
 
 impl Harness {
     fn new(c: &Containerd) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "node: test-node\nstate_dir: {state}\nsources:\n  audit_log:\n    enabled: false\n  containerd:\n    address: {sock}\n    interval: 2\noutputs:\n  - type: file\n    path: {out}\n    fsync: batch\nmetrics_listen: 127.0.0.1:{metrics_port}\n",
-            state = dir.path().join("state").display(),
-            sock = c.sock,
-            out = dir.path().join("events.json").display(),
-        );
-        std::fs::write(dir.path().join("agent.yaml"), config).unwrap();
-        Harness { dir, metrics_port }
-    }
-
-    fn start(&self) -> AgentProcess {
-        AgentProcess::start(
-            &PathBuf::from(env!("CARGO_BIN_EXE_vigil-agent")),
-            &self.dir.path().join("agent.yaml"),
-        )
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("events.json")).unwrap_or_default();
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        Harness(TestAgent::with_sources(&format!(
+            "  containerd:\n    address: {}\n    interval: 2\n",
+            c.sock
+        )))
     }
 
     /// Waits for the event of `topic` about `object` (a container id, or the name an image
@@ -187,38 +77,12 @@ impl Harness {
         }
     }
 
-    fn metrics(&self) -> String {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
-            return String::new();
-        };
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    }
-
     fn wait_connected(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.metrics().contains("vigil_containerd_connected 1") {
-            assert!(
-                Instant::now() < deadline,
-                "the containerd source never connected"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_metric_line(
+            "vigil_containerd_connected 1",
+            "the containerd source never connected",
+        );
     }
-}
-
-fn rules(e: &Value) -> Vec<String> {
-    e["detections"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .map(|d| d["rule"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -407,33 +271,19 @@ fn a_ctr_story_in_k8s_io_gives_the_normalized_events_and_detections() {
 
 #[test]
 fn an_unreachable_socket_is_reported_degraded_not_silent() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "state_dir: {state}\nsources:\n  audit_log:\n    enabled: false\n  containerd:\n    address: {sock}\n    interval: 1\n    attempts: 2\noutputs:\n  - type: file\n    path: {out}\nmetrics_listen: 127.0.0.1:{port}\n",
-        state = dir.path().join("state").display(),
-        sock = dir.path().join("missing.sock").display(),
-        out = dir.path().join("events.json").display(),
+    let h = TestAgent::new();
+    h.configure(
+        &format!(
+            "  containerd:\n    address: {}\n    interval: 1\n    attempts: 2\n",
+            h.path("missing.sock").display()
+        ),
+        "",
     );
-    std::fs::write(dir.path().join("agent.yaml"), config).unwrap();
-    let h = Harness {
-        dir,
-        metrics_port: port,
-    };
     let _agent = h.start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !h.metrics().contains("vigil_containerd_degraded 1") {
-        assert!(
-            Instant::now() < deadline,
-            "the source never reported itself degraded: {}",
-            h.metrics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    h.wait_metric_line(
+        "vigil_containerd_degraded 1",
+        "the source never reported itself degraded",
+    );
     assert!(h.metrics().contains("vigil_containerd_connected 0"));
 }
 

@@ -10,14 +10,14 @@
 //! same engine (`agent/tests/fixtures/docker-events.jsonl`).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigil_testkit::docker::DockerEngine;
-use vigil_testkit::process::AgentProcess;
+
+use crate::agent::{TestAgent, rules};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -35,63 +35,44 @@ fn restart_dockerd() {
     }
 }
 
+/// An agent with only the Docker source.
 struct Harness {
-    dir: tempfile::TempDir,
-    metrics_port: u16,
+    agent: TestAgent,
     /// The engine's socket, which the agent reaches through a link the test can take away.
     socket: PathBuf,
 }
 
+impl std::ops::Deref for Harness {
+    type Target = TestAgent;
+    fn deref(&self) -> &TestAgent {
+        &self.agent
+    }
+}
+
 impl Harness {
     fn new(engine: &DockerEngine) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
+        let agent = TestAgent::new();
         let socket = PathBuf::from(engine.host.strip_prefix("unix://").unwrap_or(&engine.host));
-        let link = dir.path().join("docker.sock");
+        let link = agent.path("docker.sock");
         std::os::unix::fs::symlink(&socket, &link).unwrap();
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "node: test-node\nstate_dir: {state}\nsources:\n  audit_log:\n    enabled: false\n  docker:\n    endpoint: unix://{link}\n    interval: 2s\noutputs:\n  - type: file\n    path: {out}\n    fsync: batch\npipeline:\n  checkpoint_interval_ms: 100\nmetrics_listen: 127.0.0.1:{metrics_port}\n",
-            state = dir.path().join("state").display(),
-            link = link.display(),
-            out = dir.path().join("events.json").display(),
+        agent.configure(
+            &format!(
+                "  docker:\n    endpoint: unix://{}\n    interval: 2s\n",
+                link.display()
+            ),
+            "pipeline:\n  checkpoint_interval_ms: 100\n",
         );
-        std::fs::write(dir.path().join("agent.yaml"), config).unwrap();
-        Harness {
-            dir,
-            metrics_port,
-            socket,
-        }
+        Harness { agent, socket }
     }
 
     /// Takes the agent's way to the engine away (`false`) or gives it back (`true`).
     fn reachable(&self, yes: bool) {
-        let link = self.dir.path().join("docker.sock");
+        let link = self.path("docker.sock");
         if yes {
             std::os::unix::fs::symlink(&self.socket, &link).unwrap();
         } else {
             std::fs::remove_file(&link).unwrap();
         }
-    }
-
-    fn start(&self) -> AgentProcess {
-        AgentProcess::start(
-            Path::new(env!("CARGO_BIN_EXE_vigil-agent")),
-            &self.dir.path().join("agent.yaml"),
-        )
-    }
-
-    /// The complete lines of the output, as events.
-    fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("events.json")).unwrap_or_default();
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
     }
 
     /// Waits until an event matches `what` (type, action as sent, actor name or id).
@@ -110,30 +91,12 @@ impl Harness {
         }
     }
 
-    fn metrics(&self) -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    }
-
     /// Waits until the source says it follows the engine.
     fn wait_connected(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let up = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).is_ok()
-                && self.metrics().contains("vigil_docker_connected 1");
-            if up {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the docker source never connected"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_metric_line(
+            "vigil_docker_connected 1",
+            "the docker source never connected",
+        );
     }
 }
 
@@ -175,19 +138,6 @@ fn key(e: &Value) -> String {
             .or(raw["Actor"]["ID"].as_str())
             .unwrap_or("?")
     )
-}
-
-fn rules(e: &Value) -> Vec<String> {
-    let mut r: Vec<String> = e["detections"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .map(|d| d["rule"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    r.sort();
-    r
 }
 
 #[test]
@@ -412,8 +362,7 @@ fn the_docker_source_reports_a_real_engine_and_survives_restarts() {
     );
     let tagged = find(ev("image", "tag", &untrusted));
     assert_eq!(tagged["workload"]["images"], serde_json::json!([untrusted]));
-    let checkpoint =
-        std::fs::read_to_string(h.dir.path().join("state/docker.checkpoint.json")).unwrap();
+    let checkpoint = std::fs::read_to_string(h.path("state/docker.checkpoint.json")).unwrap();
     assert!(checkpoint.contains("\"time_nano\""), "{checkpoint}");
 }
 

@@ -7,52 +7,31 @@
 //! sees it, the change, the size and the SHA-256 the container itself computes, and fire
 //! `container.drift` / `container.file-integrity`.
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigil_testkit::docker::DockerEngine;
-use vigil_testkit::process::AgentProcess;
 
-struct Harness {
-    dir: tempfile::TempDir,
-    metrics_port: u16,
+use vigil_testkit::containerd::Containerd;
+
+use crate::agent::{ContainerdCleanup, TestAgent, rules};
+
+/// An agent with only the drift source.
+struct Harness(TestAgent);
+
+impl std::ops::Deref for Harness {
+    type Target = TestAgent;
+    fn deref(&self) -> &TestAgent {
+        &self.0
+    }
 }
 
 impl Harness {
-    /// An agent with only the drift source; `runtime` is the block's runtime lines.
+    /// `runtime` is the block's runtime lines.
     fn new(runtime: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "node: test-node\nstate_dir: {state}\nsources:\n  audit_log:\n    enabled: false\n  drift:\n    rescan_interval_ms: 300\n    settle_ms: 150\n{runtime}outputs:\n  - type: file\n    path: {out}\nmetrics_listen: 127.0.0.1:{metrics_port}\n",
-            state = dir.path().join("state").display(),
-            out = dir.path().join("events.json").display(),
-        );
-        std::fs::write(dir.path().join("agent.yaml"), config).unwrap();
-        Harness { dir, metrics_port }
-    }
-
-    fn start(&self) -> AgentProcess {
-        AgentProcess::start(
-            &PathBuf::from(env!("CARGO_BIN_EXE_vigil-agent")),
-            &self.dir.path().join("agent.yaml"),
-        )
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("events.json")).unwrap_or_default();
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        Harness(TestAgent::with_sources(&format!(
+            "  drift:\n    rescan_interval_ms: 300\n    settle_ms: 150\n{runtime}"
+        )))
     }
 
     /// The file events of container `id` for `path`.
@@ -100,28 +79,6 @@ impl Harness {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-
-    fn metrics(&self) -> String {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
-            return String::new();
-        };
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    }
-}
-
-fn rules(e: &Value) -> Vec<String> {
-    e["detections"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .map(|d| d["rule"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 struct DockerCleanup<'a>(&'a DockerEngine, String);
@@ -216,53 +173,19 @@ fn docker_drift_and_passwd_changes_are_seen_with_their_hashes() {
 
 #[test]
 fn containerd_overlayfs_drift_is_seen() {
-    let sock = std::env::var("VIGIL_TEST_CONTAINERD_SOCK")
-        .unwrap_or_else(|_| "/tmp/vigil-engines/containerd/containerd.sock".into());
-    let image = std::env::var("VIGIL_TEST_CONTAINERD_IMAGE")
-        .unwrap_or_else(|_| "docker.io/vigil-test/busybox:latest".into());
-    let how = "start it with `tests/engines.sh start` (as root)";
-    assert!(
-        std::path::Path::new(&sock).exists(),
-        "no containerd at {sock}: {how}"
-    );
-    let snapshotter = std::path::Path::new(&sock)
-        .parent()
-        .map(|d| d.join("snapshotter"))
-        .and_then(|f| std::fs::read_to_string(f).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
+    let c = Containerd::find();
     assert_eq!(
-        snapshotter, "overlayfs",
-        "the private containerd uses the {snapshotter:?} snapshotter; drift needs overlayfs"
+        c.snapshotter, "overlayfs",
+        "the private containerd uses the {:?} snapshotter; drift needs overlayfs",
+        c.snapshotter
     );
-    let ctr = |args: &[&str]| -> Result<String, String> {
-        let out = Command::new("ctr")
-            .args(["-a", &sock, "-n", "k8s.io"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run ctr ({e}): {how}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
-    };
     let h = Harness::new(&format!(
-        "    docker: false\n    containerd_address: {sock}\n    containerd_namespaces: [k8s.io]\n"
+        "    docker: false\n    containerd_address: {}\n    containerd_namespaces: [k8s.io]\n",
+        c.sock
     ));
     let agent = h.start();
     let id = format!("vigil-drift-cd-{}", std::process::id());
-    struct Cleanup<F: Fn(&[&str]) -> Result<String, String>>(F, String);
-    impl<F: Fn(&[&str]) -> Result<String, String>> Drop for Cleanup<F> {
-        fn drop(&mut self) {
-            let _ = (self.0)(&["tasks", "kill", "-s", "KILL", &self.1]);
-            std::thread::sleep(Duration::from_millis(300));
-            let _ = (self.0)(&["tasks", "rm", "-f", &self.1]);
-            let _ = (self.0)(&["containers", "rm", &self.1]);
-        }
-    }
-    ctr(&[
+    c.ctr(&[
         "run",
         "-d",
         "--snapshotter",
@@ -273,17 +196,16 @@ fn containerd_overlayfs_drift_is_seen() {
         "io.kubernetes.pod.name=web-0",
         "--label",
         "io.kubernetes.container.name=web",
-        &image,
+        &c.image,
         &id,
         "sleep",
         "3600",
-    ])
-    .unwrap();
-    let _cleanup = Cleanup(ctr, id.clone());
+    ]);
+    let _cleanup = ContainerdCleanup(&c, vec![id.clone()]);
     let mut n = 0;
     let drift = h.until_event(&id, "/tmp/x", || {
         n += 1;
-        let _ = ctr(&[
+        let _ = c.try_ctr(&[
             "tasks",
             "exec",
             "--exec-id",

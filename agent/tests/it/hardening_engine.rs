@@ -6,29 +6,26 @@
 //! from pass to fail: the `posture.regression` detection) and finally made invalid JSON
 //! (the checks that need it become `unknown`, no detection, no crash).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigil_testkit::docker::DockerEngine;
-use vigil_testkit::process::AgentProcess;
 
-struct Harness {
-    dir: tempfile::TempDir,
+use crate::agent::TestAgent;
+
+/// An agent with only the hardening source.
+struct Harness(TestAgent);
+
+impl std::ops::Deref for Harness {
+    type Target = TestAgent;
+    fn deref(&self) -> &TestAgent {
+        &self.0
+    }
 }
 
 impl Harness {
-    fn daemon_json(&self) -> PathBuf {
-        self.dir.path().join("daemon.json")
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("events.json")).unwrap_or_default();
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+    fn daemon_json(&self) -> std::path::PathBuf {
+        self.path("daemon.json")
     }
 
     fn posture(&self, target: &str, check: &str) -> Vec<Value> {
@@ -75,21 +72,20 @@ fn status(e: &Value) -> &str {
 #[test]
 fn containers_and_daemon_are_judged_and_a_regression_is_detected() {
     let engine = DockerEngine::find();
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness { dir };
+    let h = Harness(TestAgent::new());
     std::fs::write(
         h.daemon_json(),
         r#"{"default-ulimits": {"nofile": {"Name": "nofile", "Hard": 65536, "Soft": 65536}}, "live-restore": false}"#,
     )
     .unwrap();
-    let config = format!(
-        "node: test-node\nstate_dir: {state}\nsources:\n  audit_log:\n    enabled: false\n  hardening:\n    docker_endpoint: {host}\n    daemon_json: {dj}\n    schedule:\n      interval: 2s\noutputs:\n  - type: file\n    path: {out}\n",
-        state = h.dir.path().join("state").display(),
-        host = engine.host,
-        dj = h.daemon_json().display(),
-        out = h.dir.path().join("events.json").display(),
+    h.configure(
+        &format!(
+            "  hardening:\n    docker_endpoint: {}\n    daemon_json: {}\n    schedule:\n      interval: 2s\n",
+            engine.host,
+            h.daemon_json().display()
+        ),
+        "",
     );
-    std::fs::write(h.dir.path().join("agent.yaml"), config).unwrap();
     let tag = std::process::id();
     let loose = engine.docker(&[
         "run",
@@ -125,10 +121,7 @@ fn containers_and_daemon_are_judged_and_a_regression_is_detected() {
         "3600",
     ]);
     let _cleanup = DockerCleanup(&engine, vec![loose.clone(), tight.clone()]);
-    let agent = AgentProcess::start(
-        &PathBuf::from(env!("CARGO_BIN_EXE_vigil-agent")),
-        &h.dir.path().join("agent.yaml"),
-    );
+    let agent = h.start();
 
     // The container with no limits, running as root.
     let check = |target: &str, id: &str| {
@@ -241,7 +234,7 @@ fn containers_and_daemon_are_judged_and_a_regression_is_detected() {
         "exactly one regression detection in the whole run"
     );
     assert!(
-        h.dir.path().join("state/hardening-state.json").exists(),
+        h.path("state/hardening-state.json").exists(),
         "results are kept for the next start"
     );
     agent.terminate();

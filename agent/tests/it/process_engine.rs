@@ -17,7 +17,6 @@
 //! that it sees a long process and counts the short ones it cannot see.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,58 +24,24 @@ use serde_json::Value;
 use vigil_testkit::docker::DockerEngine;
 use vigil_testkit::process::AgentProcess;
 
-struct Harness {
-    dir: tempfile::TempDir,
-    metrics_port: u16,
+use crate::agent::{TestAgent, rules};
+
+/// An agent with only the process source.
+struct Harness(TestAgent);
+
+impl std::ops::Deref for Harness {
+    type Target = TestAgent;
+    fn deref(&self) -> &TestAgent {
+        &self.0
+    }
 }
 
 impl Harness {
+    /// `process_block` is the source's settings, indented by four spaces.
     fn new(process_block: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "node: test-node\nstate_dir: {state}\nsources:\n  audit_log:\n    enabled: false\n  process:\n{process_block}outputs:\n  - type: file\n    path: {out}\nmetrics_listen: 127.0.0.1:{metrics_port}\n",
-            state = dir.path().join("state").display(),
-            out = dir.path().join("events.json").display(),
-        );
-        std::fs::write(dir.path().join("agent.yaml"), config).unwrap();
-        Harness { dir, metrics_port }
-    }
-
-    fn start(&self) -> AgentProcess {
-        AgentProcess::start(
-            &PathBuf::from(env!("CARGO_BIN_EXE_vigil-agent")),
-            &self.dir.path().join("agent.yaml"),
-        )
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("events.json")).unwrap_or_default();
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn metrics(&self) -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-        out
-    }
-
-    fn metric(&self, line_prefix: &str) -> Option<f64> {
-        self.metrics()
-            .lines()
-            .find(|l| l.starts_with(line_prefix))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        Harness(TestAgent::with_sources(&format!(
+            "  process:\n{process_block}"
+        )))
     }
 
     /// Waits until the source runs in `mode` (1 connector, 2 scan), failing if the agent
@@ -87,12 +52,10 @@ impl Harness {
             if let Some(status) = agent.0.try_wait().unwrap() {
                 panic!(
                     "the agent exited ({status}) before following processes: the process \
-                     connector needs root (CAP_NET_ADMIN) in the host's PID namespace"
+                     connector needs root (CAP_NET_ADMIN) in the host's network namespace"
                 );
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).is_ok()
-                && self.metric("vigil_process_mode ") == Some(mode)
-            {
+            if self.metric("vigil_process_mode ") == Some(mode) {
                 return;
             }
             assert!(
@@ -130,17 +93,6 @@ impl Harness {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-fn rules(e: &Value) -> Vec<String> {
-    e["detections"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .map(|d| d["rule"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Runs the docker CLI with `stdin` fed to the command.

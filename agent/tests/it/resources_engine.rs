@@ -12,55 +12,33 @@
 //! Thresholds are shortened for the test (sustained for 3 s, baselines warm after 5 s); the
 //! logic is the one the defaults run.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigil_testkit::docker::DockerEngine;
-use vigil_testkit::process::AgentProcess;
+
+use vigil_testkit::containerd::Containerd;
+
+use crate::agent::{ContainerdCleanup, TestAgent, rules};
 
 const THRESHOLDS: &str = "    thresholds:\n      sustain_secs: 3\n      repeat_secs: 3600\n      baseline_warmup_secs: 5\n      baseline_half_life_secs: 20\n      memory_limit_ratio: 0.8\n      egress_min_bytes_per_sec: 200000\n      connections_min: 100\n";
 
-struct Harness {
-    dir: tempfile::TempDir,
-    metrics_port: u16,
+/// An agent with only the resources source.
+struct Harness(TestAgent);
+
+impl std::ops::Deref for Harness {
+    type Target = TestAgent;
+    fn deref(&self) -> &TestAgent {
+        &self.0
+    }
 }
 
 impl Harness {
-    /// An agent config with only the resources source; `runtime` is the block's runtime
-    /// lines, `namespaces` its per-namespace overrides.
+    /// `runtime` is the block's runtime lines, `namespaces` its per-namespace overrides.
     fn new(runtime: &str, namespaces: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = format!(
-            "node: test-node\nstate_dir: {state}\nsources:\n  audit_log:\n    enabled: false\n  resources:\n    interval_ms: 1000\n{runtime}{THRESHOLDS}{namespaces}outputs:\n  - type: file\n    path: {out}\nmetrics_listen: 127.0.0.1:{metrics_port}\n",
-            state = dir.path().join("state").display(),
-            out = dir.path().join("events.json").display(),
-        );
-        std::fs::write(dir.path().join("agent.yaml"), config).unwrap();
-        Harness { dir, metrics_port }
-    }
-
-    fn start(&self) -> AgentProcess {
-        AgentProcess::start(
-            &PathBuf::from(env!("CARGO_BIN_EXE_vigil-agent")),
-            &self.dir.path().join("agent.yaml"),
-        )
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("events.json")).unwrap_or_default();
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        Harness(TestAgent::with_sources(&format!(
+            "  resources:\n    interval_ms: 1000\n{runtime}{THRESHOLDS}{namespaces}"
+        )))
     }
 
     /// The samples of one container, oldest first.
@@ -116,28 +94,6 @@ impl Harness {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-
-    fn metrics(&self) -> String {
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
-            return String::new();
-        };
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    }
-}
-
-fn rules(e: &Value) -> Vec<String> {
-    e["detections"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .map(|d| d["rule"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn f(v: &Value) -> f64 {
@@ -493,91 +449,9 @@ fn docker_containers_give_their_figures_and_unusual_ones_alert() {
     }
 }
 
-const CONTAINERD_SOCK: &str = "/tmp/vigil-engines/containerd/containerd.sock";
-const CONTAINERD_IMAGE: &str = "docker.io/vigil-test/busybox:latest";
-
-/// The private containerd, through `ctr` in the `k8s.io` namespace.
-struct Ctr {
-    sock: String,
-    image: String,
-    snapshotter: String,
-}
-
-impl Ctr {
-    fn find() -> Ctr {
-        let how = "start it with `tests/engines.sh containerd-start` (as root; it installs \
-                   containerd, runc and busybox-static from Debian)";
-        let sock =
-            std::env::var("VIGIL_TEST_CONTAINERD_SOCK").unwrap_or_else(|_| CONTAINERD_SOCK.into());
-        let image = std::env::var("VIGIL_TEST_CONTAINERD_IMAGE")
-            .unwrap_or_else(|_| CONTAINERD_IMAGE.into());
-        assert!(Path::new(&sock).exists(), "no containerd at {sock}: {how}");
-        let snapshotter = Path::new(&sock)
-            .parent()
-            .map(|d| d.join("snapshotter"))
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "overlayfs".into());
-        let c = Ctr {
-            sock,
-            image,
-            snapshotter,
-        };
-        if let Err(e) = c.try_ctr(&["images", "ls", "-q"]) {
-            panic!("containerd at {} does not answer ({e}): {how}", c.sock);
-        }
-        c
-    }
-
-    fn try_ctr(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("ctr")
-            .args(["-a", &self.sock, "-n", "k8s.io"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run ctr ({e}); install containerd"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-        }
-    }
-
-    fn ctr(&self, args: &[&str]) -> String {
-        self.try_ctr(args)
-            .unwrap_or_else(|e| panic!("ctr {}: {e}", args.join(" ")))
-    }
-
-    fn remove(&self, id: &str) {
-        let _ = self.try_ctr(&["tasks", "kill", "-s", "KILL", id]);
-        for _ in 0..50 {
-            if self.try_ctr(&["tasks", "rm", "-f", id]).is_ok()
-                || self
-                    .try_ctr(&["tasks", "ls", "-q"])
-                    .is_ok_and(|l| !l.lines().any(|t| t == id))
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.try_ctr(&["containers", "rm", id]);
-    }
-}
-
-struct CtrCleanup<'a>(&'a Ctr, Vec<String>);
-
-impl Drop for CtrCleanup<'_> {
-    fn drop(&mut self) {
-        for id in &self.1 {
-            self.0.remove(id);
-        }
-    }
-}
-
 #[test]
 fn containerd_containers_give_their_figures_and_unusual_ones_alert() {
-    let c = Ctr::find();
+    let c = Containerd::find();
     let tag = std::process::id();
     let ns = format!("vigil-res-cd-{tag}");
     let h = Harness::new(
@@ -585,8 +459,8 @@ fn containerd_containers_give_their_figures_and_unusual_ones_alert() {
         "",
     );
     let id = |what: &str| format!("vigil-res-cd-{what}-{tag}");
-    let mut cleanup = CtrCleanup(&c, Vec::new());
-    let run = |cleanup: &mut CtrCleanup<'_>, what: &str, extra: &[&str], cmd: &[&str]| {
+    let mut cleanup = ContainerdCleanup(&c, Vec::new());
+    let run = |cleanup: &mut ContainerdCleanup<'_>, what: &str, extra: &[&str], cmd: &[&str]| {
         let cid = id(what);
         let mut args: Vec<String> = ["run", "-d", "--snapshotter", &c.snapshotter]
             .map(String::from)

@@ -38,7 +38,7 @@ use vigil_testkit::process::AgentProcess;
 use vigil_testkit::rsyslog::{Listen, Rsyslog};
 use vigil_testkit::wazuh::{Mode, PeerConfig, WazuhPeer};
 
-use crate::containerd_engine::Containerd;
+use vigil_testkit::containerd::Containerd;
 
 const APP: &str = "vigil-story";
 const TOKEN: &str = "story-webhook-token";
