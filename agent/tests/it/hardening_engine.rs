@@ -13,6 +13,9 @@ use vigil_testkit::docker::DockerEngine;
 
 use crate::agent::TestAgent;
 
+/// A daemon configuration that passes check 1.6 (default ulimits set).
+const GOOD_DAEMON_JSON: &str = r#"{"default-ulimits": {"nofile": {"Name": "nofile", "Hard": 65536, "Soft": 65536}}, "live-restore": false}"#;
+
 /// An agent with only the hardening source.
 struct Harness(TestAgent);
 
@@ -73,11 +76,7 @@ fn status(e: &Value) -> &str {
 fn containers_and_daemon_are_judged_and_a_regression_is_detected() {
     let engine = DockerEngine::find();
     let h = Harness(TestAgent::new());
-    std::fs::write(
-        h.daemon_json(),
-        r#"{"default-ulimits": {"nofile": {"Name": "nofile", "Hard": 65536, "Soft": 65536}}, "live-restore": false}"#,
-    )
-    .unwrap();
+    std::fs::write(h.daemon_json(), GOOD_DAEMON_JSON).unwrap();
     h.configure(
         &format!(
             "  hardening:\n    docker_endpoint: {}\n    daemon_json: {}\n    schedule:\n      interval: 2s\n",
@@ -224,14 +223,39 @@ fn containers_and_daemon_are_judged_and_a_regression_is_detected() {
             .contains("daemon.json")
     );
     assert!(unknown["detections"].is_null());
+
+    // An unknown result in between keeps the last known one: pass, then unknown, then fail
+    // is a regression.
+    let daemon_16_after = |mark: usize, what: &str, want: &str| {
+        h.wait(what, |h| {
+            h.events().into_iter().skip(mark).find(|e| {
+                e["kind"] == "posture"
+                    && e["posture"]["target"] == "daemon"
+                    && e["posture"]["check"] == "vigil-hard-1.6"
+                    && status(e) == want
+            })
+        })
+    };
+    let mark = h.events().len();
+    std::fs::write(h.daemon_json(), GOOD_DAEMON_JSON).unwrap();
+    daemon_16_after(mark, "1.6 passing again", "pass");
+    let mark = h.events().len();
+    std::fs::write(h.daemon_json(), b"{\"live-restore\": tr\xff").unwrap();
+    daemon_16_after(mark, "1.6 unknown again", "unknown");
+    let mark = h.events().len();
+    std::fs::write(h.daemon_json(), r#"{"live-restore": false}"#).unwrap();
+    let second = daemon_16_after(mark, "1.6 failing after unknown", "fail");
+    assert_eq!(second["posture"]["regressed"], true, "{second:#}");
+    assert_eq!(second["posture"]["previous_status"], "pass");
+
     let regressions = h
         .events()
         .iter()
         .filter(|e| !e["detections"].is_null())
         .count();
     assert_eq!(
-        regressions, 1,
-        "exactly one regression detection in the whole run"
+        regressions, 2,
+        "exactly two regression detections in the whole run"
     );
     assert!(
         h.path("state/hardening-state.json").exists(),

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -125,7 +125,15 @@ pub fn content(
         skipped: Some(why),
         ..Content::default()
     };
-    let Ok(mut file) = File::open(path) else {
+    // Never through a link swapped in since `lstat`, and never blocking on a FIFO swapped
+    // in (an open for reading waits for a writer): either would let a container stall
+    // the judging thread.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path);
+    let Ok(mut file) = opened else {
         return match std::fs::symlink_metadata(path) {
             Err(_) => skip("vanished"),
             Ok(_) => skip("unreadable"),
@@ -303,6 +311,38 @@ mod tests {
             content(&layer.join("none"), &layer, &before, 10, true).skipped,
             Some("vanished")
         );
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_swapped_in_after_lstat_is_neither_waited_on_nor_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let layer = t.path().canonicalize().unwrap();
+        let p = layer.join("f");
+        std::fs::write(&p, b"one").unwrap();
+        let before = stamp(&p);
+        std::fs::hard_link(&p, layer.join("keep")).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo failed");
+        // Judged on another thread: a blocking open would wait for a writer for ever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (q, l) = (p.clone(), layer.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(content(&q, &l, &before, 1 << 20, true).skipped);
+        });
+        let skipped = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("opening a FIFO blocked the judging");
+        assert_eq!(skipped, Some("vanished"));
+
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(layer.join("keep"), &p).unwrap();
+        let c = content(&p, &layer, &before, 1 << 20, true);
+        assert_eq!(c.sha256, None, "a link was followed");
+        assert!(c.skipped.is_some());
     }
 
     #[test]

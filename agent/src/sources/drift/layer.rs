@@ -106,6 +106,14 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// Whether a token is there, without taking it.
+    fn ready(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        self.last = now;
+        self.tokens >= 1.0
+    }
+
     fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(burst);
@@ -522,9 +530,15 @@ impl<W: Watcher> Engine<W> {
             self.dir_gone(id, abs, now, &mut out);
             return out;
         }
+        let was_watched = w.dirs.contains(abs);
         let prev = w.files.get(&rel).copied();
         let (change, stamp, in_image) = match entry {
             Entry::Dir => {
+                if was_watched && hints & H_GONE != 0 {
+                    // Removed (or renamed away) and made again within the settle time: the
+                    // watch went with the old directory, so the new one starts afresh.
+                    self.dir_gone(id, abs, now, &mut out);
+                }
                 // A new directory: watch it and judge what is already in it (files created
                 // before the watch existed would otherwise be missed).
                 // Its contents are judged as created whatever brought the directory: overlayfs
@@ -609,7 +623,15 @@ impl<W: Watcher> Engine<W> {
         };
         if let Some(stamp) = stamp {
             let wanted = sensitive || stamp.executable();
-            let c = inspect::content(abs, &upper, &stamp, self.cfg.max_hash_bytes, wanted);
+            // A finding the rate limit will drop is not worth hashing: a flood of copies
+            // costs a few bytes read each, not the whole files.
+            let (rate, burst) = (self.cfg.events_per_sec, self.cfg.burst);
+            let ready = self
+                .containers
+                .get_mut(id)
+                .is_some_and(|w| w.bucket.ready(now, rate, burst));
+            let hash_cap = if ready { self.cfg.max_hash_bytes } else { 0 };
+            let c = inspect::content(abs, &upper, &stamp, hash_cap, wanted);
             if !(wanted || c.elf) {
                 self.metrics.skip("not_reported");
                 return out;

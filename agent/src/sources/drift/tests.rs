@@ -331,6 +331,29 @@ fn a_renamed_directory_takes_its_watches_with_it() {
 }
 
 #[test]
+fn a_directory_removed_and_made_again_is_watched_again() {
+    let mut r = Rig::new(cfg());
+    std::fs::create_dir_all(r.path("opt/app")).unwrap();
+    write_exec(&r.path("opt/app/old"), b"#!/bin/sh\n");
+    r.start();
+    // Within one settle time, as `rm -rf d && mkdir d` does.
+    std::fs::remove_dir_all(r.path("opt/app")).unwrap();
+    std::fs::create_dir(r.path("opt/app")).unwrap();
+    let found = r.settle();
+    assert_eq!(
+        paths(&found),
+        [("/opt/app/old".to_owned(), FileChangeKind::Deleted)]
+    );
+    // What is written into the new directory afterwards is seen.
+    write_exec(&r.path("opt/app/new"), b"\x7fELF\x02\x01\x01 a binary");
+    let found = r.settle();
+    assert_eq!(
+        paths(&found),
+        [("/opt/app/new".to_owned(), FileChangeKind::Created)]
+    );
+}
+
+#[test]
 fn file_events_are_valid_events() {
     let f = Finding {
         container: Container {

@@ -315,7 +315,14 @@ pub fn daemon_check(id: &str, f: &DaemonFacts) -> Verdict {
             hosts.extend(file_hosts);
             let tcp: Vec<&String> = hosts.iter().filter(|h| h.starts_with("tcp://")).collect();
             if tcp.is_empty() {
-                return pass();
+                // Without the command line, its -H flags are not known: no pass by default.
+                return match f.cmdline {
+                    Some(_) => pass(),
+                    None => unknown(
+                        "dockerd's command line was not found (no hostPID, or several daemons \
+                         and none on the configured endpoint)",
+                    ),
+                };
             }
             let verify = match f.setting("tlsverify", "--tlsverify") {
                 Setting::Set(v) => v == "true",
@@ -700,6 +707,22 @@ mod tests {
         ] {
             assert_eq!(daemon_check(id, &f).status, CheckStatus::Pass, "{id}");
         }
+    }
+
+    #[test]
+    fn listening_addresses_are_unknown_without_the_command_line() {
+        let file = Ok(Some(json!({"hosts": ["unix:///var/run/docker.sock"]})));
+        let f = facts(json!({}), file.clone(), None);
+        assert_eq!(
+            daemon_check("vigil-hard-1.2", &f).status,
+            CheckStatus::Unknown
+        );
+        let f = facts(
+            json!({}),
+            file,
+            Some(&["dockerd", "--containerd=/run/c.sock"]),
+        );
+        assert_eq!(daemon_check("vigil-hard-1.2", &f).status, CheckStatus::Pass);
     }
 
     #[test]

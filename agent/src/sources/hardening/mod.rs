@@ -298,7 +298,7 @@ impl HardeningSource {
     /// One run: facts, checks, events.
     pub async fn run_once(&self, router: &Router) -> Result<(), HardeningError> {
         let m = &self.metrics.hardening;
-        let findings = match self.collect().await {
+        let (findings, uninspected) = match self.collect().await {
             Ok(f) => f,
             Err(e) => {
                 m.run_errors.fetch_add(1, Relaxed);
@@ -316,7 +316,13 @@ impl HardeningSource {
         for f in findings {
             let key = format!("{}|{}", f.target, f.check.id);
             let previous = state.results.remove(&key);
-            next.insert(key.clone(), f.verdict.status);
+            // An unknown result keeps the last known one, so that pass, unknown, fail is
+            // still a regression.
+            let kept = match f.verdict.status {
+                CheckStatus::Unknown => previous.unwrap_or(CheckStatus::Unknown),
+                status => status,
+            };
+            next.insert(key.clone(), kept);
             match f.verdict.status {
                 CheckStatus::Fail => failing += 1,
                 CheckStatus::Unknown => unknown += 1,
@@ -346,7 +352,16 @@ impl HardeningSource {
             events.push(event);
         }
         // Containers that are gone take their results with them: a new container reusing
-        // nothing of theirs starts without history.
+        // nothing of theirs starts without history. One that is there but did not answer
+        // its inspect in time keeps them.
+        for (key, status) in state.results {
+            if key
+                .split_once('|')
+                .is_some_and(|(target, _)| uninspected.iter().any(|id| id == target))
+            {
+                next.insert(key, status);
+            }
+        }
         self.save_state(State {
             version: 1,
             results: next,
@@ -395,7 +410,9 @@ impl HardeningSource {
         }
     }
 
-    async fn collect(&self) -> Result<Vec<Finding>, String> {
+    /// The findings of this run, and the containers listed whose inspect timed out (judged
+    /// next time).
+    async fn collect(&self) -> Result<(Vec<Finding>, Vec<String>), String> {
         let timeout = Duration::from_millis(self.cfg.timeout_ms.max(1));
         let client =
             crate::sources::drift::discover::connect_docker(self.endpoint.as_deref(), timeout)
@@ -444,14 +461,19 @@ impl HardeningSource {
             .await
             .map_err(|_| late("listing containers"))?
             .map_err(|e| e.to_string())?;
+        let mut uninspected = Vec::new();
         for summary in listed {
             let Some(id) = summary.id else { continue };
-            let Ok(Ok(inspect)) =
-                tokio::time::timeout(timeout, client.inspect_container(&id, None)).await
-            else {
-                // Gone since the listing: nothing to judge.
-                continue;
-            };
+            let inspect =
+                match tokio::time::timeout(timeout, client.inspect_container(&id, None)).await {
+                    Ok(Ok(inspect)) => inspect,
+                    Err(_) => {
+                        uninspected.push(id);
+                        continue;
+                    }
+                    // Gone since the listing: nothing to judge.
+                    Ok(Err(_)) => continue,
+                };
             let v = serde_json::to_value(inspect).unwrap_or(Value::Null);
             let container = container_of(&id, &v);
             for c in CONTAINER_CHECKS.iter().filter(|c| !skip(c)) {
@@ -463,7 +485,7 @@ impl HardeningSource {
                 });
             }
         }
-        Ok(out)
+        Ok((out, uninspected))
     }
 }
 
@@ -519,6 +541,18 @@ pub fn dockerd_cmdline(proc_root: &Path, endpoint: Option<&str>) -> Option<Vec<S
             continue;
         };
         if comm.trim() != "dockerd" {
+            continue;
+        }
+        // A daemon in a child PID namespace (Docker in Docker) is not the node's.
+        let nested = std::fs::read_to_string(entry.path().join("status"))
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("NSpid:"))
+                    .map(|ids| ids.split_whitespace().count() > 1)
+            })
+            .unwrap_or(false);
+        if nested {
             continue;
         }
         let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
@@ -637,6 +671,16 @@ mod tests {
         assert_eq!(got[2], "unix:///b.sock");
         // Two candidates and no way to choose: none rather than the wrong one.
         assert_eq!(dockerd_cmdline(t.path(), None), None);
+        // A daemon in a container (Docker in Docker) is not the node's: with it out of the
+        // way, the node's daemon is the only one.
+        std::fs::write(t.path().join("10/status"), "Name:\tdockerd\nNSpid:\t10\n").unwrap();
+        std::fs::write(
+            t.path().join("11/status"),
+            "Name:\tdockerd\nNSpid:\t11\t7\n",
+        )
+        .unwrap();
+        let got = dockerd_cmdline(t.path(), None).unwrap();
+        assert_eq!(got[2], "unix:///a.sock");
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct ScheduleConfig {
 
 const DAY: u64 = 86_400;
 const WEEK: u64 = 7 * DAY;
+/// The longest interval accepted.
+const MAX_INTERVAL_SECS: u64 = 52 * WEEK;
 
 /// A parsed schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +65,12 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
         "w" => WEEK,
         _ => return Err(format!("{text:?}: the unit must be s, m, h, d or w")),
     };
+    // A year at most: beyond it a check that never runs is what was meant by `disabled`,
+    // and the date arithmetic of the next run stays in range.
     let secs = n
         .checked_mul(unit)
-        .filter(|s| *s > 0)
-        .ok_or_else(|| format!("{text:?} must be more than zero and less than centuries"))?;
+        .filter(|s| (1..=MAX_INTERVAL_SECS).contains(s))
+        .ok_or_else(|| format!("{text:?} must be more than zero and at most 52w"))?;
     Ok(Duration::from_secs(secs))
 }
 
@@ -207,7 +211,21 @@ mod tests {
         assert_eq!(parse_interval("12h").unwrap(), Duration::from_secs(43_200));
         assert_eq!(parse_interval("1d").unwrap(), Duration::from_secs(DAY));
         assert_eq!(parse_interval("2w").unwrap(), Duration::from_secs(2 * WEEK));
-        for bad in ["", "0", "5x", "h", "-1h", "99999999999999999999w", "1.5h"] {
+        assert_eq!(
+            parse_interval("52w").unwrap(),
+            Duration::from_secs(52 * WEEK)
+        );
+        for bad in [
+            "",
+            "0",
+            "5x",
+            "h",
+            "-1h",
+            "99999999999999999999w",
+            "1.5h",
+            "53w",
+            "100000000d",
+        ] {
             assert!(parse_interval(bad).is_err(), "{bad}");
         }
     }

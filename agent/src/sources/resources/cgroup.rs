@@ -25,7 +25,8 @@
 //! climbs out of it (`/../../pod-b/ctr`). The part above the agent's namespace root is not
 //! visible from inside, so it is searched for once per number of `..` steps: the first
 //! directory under the mount that holds the rest of the path gives the prefix, which every
-//! later path with as many steps reuses ([`NamespacePrefixes`]).
+//! later path with as many steps reuses ([`NamespacePrefixes`]). A path that cannot be
+//! placed is searched for again only after a minute.
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -142,11 +143,21 @@ pub fn parse_proc_cgroup(text: &str) -> (Vec<Membership<'_>>, u64) {
     (out, skipped)
 }
 
+/// How long a path whose prefix search failed is not searched for again: a container that
+/// cannot be placed would otherwise cost a walk of the tree at every collection.
+const SEARCH_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Failed searches remembered at most (all forgotten when full).
+const MAX_FAILED_SEARCHES: usize = 4096;
+
 /// Remembers, per number of leading `..` steps, the directory (relative to the mount) that
-/// stands for them; see the module documentation.
+/// stands for them, and the paths recently searched for in vain; see the module
+/// documentation.
 #[derive(Debug, Default)]
 pub struct NamespacePrefixes {
     found: HashMap<(PathBuf, usize), PathBuf>,
+    failed: HashMap<(PathBuf, usize, PathBuf), std::time::Instant>,
+    searches: usize,
 }
 
 impl NamespacePrefixes {
@@ -177,7 +188,23 @@ impl NamespacePrefixes {
         if tail.as_os_str().is_empty() {
             return None;
         }
-        let prefix = search_prefix(mount, &tail)?;
+        let failed_key = (mount.to_path_buf(), ups, tail.clone());
+        if self
+            .failed
+            .get(&failed_key)
+            .is_some_and(|at| at.elapsed() < SEARCH_RETRY)
+        {
+            return None;
+        }
+        self.searches += 1;
+        let Some(prefix) = search_prefix(mount, &tail) else {
+            if self.failed.len() >= MAX_FAILED_SEARCHES {
+                self.failed.clear();
+            }
+            self.failed.insert(failed_key, std::time::Instant::now());
+            return None;
+        };
+        self.failed.remove(&failed_key);
         let dir = mount.join(&prefix).join(&tail);
         self.found.insert(key, prefix);
         Some(dir)
@@ -1055,6 +1082,10 @@ mod tests {
         );
         assert_eq!(p.resolve(root, "/kubepods"), Some(root.join("kubepods")));
         assert_eq!(p.resolve(root, "/../../pod-z/none"), None);
+        // A path that cannot be placed is not searched for again at the next collection.
+        let searches = p.searches;
+        assert_eq!(p.resolve(root, "/../../pod-z/none"), None);
+        assert_eq!(p.searches, searches);
         assert_eq!(
             p.resolve(root, "/a/../../etc"),
             None,

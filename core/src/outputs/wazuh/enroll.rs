@@ -148,7 +148,14 @@ pub fn parse_answer(answer: &str) -> Result<AgentKey, EnrollError> {
     let line = answer
         .strip_prefix("OSSEC K:'")
         .and_then(|r| r.strip_suffix('\''))
-        .ok_or_else(|| EnrollError::BadAnswer(answer.chars().take(200).collect()))?;
+        .ok_or_else(|| {
+            // A key line, even a broken one, holds the agent's secret: never echoed.
+            EnrollError::BadAnswer(if answer.starts_with("OSSEC K:") {
+                format!("a key line that does not parse ({} bytes)", answer.len())
+            } else {
+                answer.chars().take(200).collect()
+            })
+        })?;
     AgentKey::parse_line(line)?.ok_or_else(|| EnrollError::BadAnswer("an empty key".into()))
 }
 
@@ -288,5 +295,8 @@ mod tests {
         ] {
             assert!(parse_answer(junk).is_err(), "{junk:.20}");
         }
+        let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let e = parse_answer(&format!("OSSEC K:'005 node-1 any {secret}' trailing")).unwrap_err();
+        assert!(!e.to_string().contains(secret), "{e}");
     }
 }

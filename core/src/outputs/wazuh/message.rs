@@ -160,18 +160,29 @@ fn encode_document(
         // The engine event travels beside it, once.
         obj.remove("raw");
     }
-    let whole = |v: &Value| -> Result<Vec<u8>, EncodeError> {
+    let whole = |docker: Option<&Raw>, v: &Value| -> Result<Vec<u8>, EncodeError> {
         let mut msg = Vec::with_capacity(1024);
         head(&mut msg);
         write_document(&mut msg, docker, v)?;
         Ok(msg)
     };
-    let msg = whole(&vigil)?;
+    let msg = whole(docker, &vigil)?;
     if msg.len() <= max {
         out.extend_from_slice(&msg);
         return Ok(Encoded::Whole);
     }
-    let trimmed = trim::fit(vigil, msg.len(), max, whole)?;
+    // Too large: the engine's record goes first, as `raw` does for other events (it can
+    // be up to the Docker parser's 1 MiB, which no cut of the vigil part would make fit).
+    let marker = docker.map(|raw| {
+        let original_bytes = match raw {
+            Raw::Verbatim(bytes) => bytes.len(),
+            Raw::Value(v) => serde_json::to_vec(v).map_or(0, |b| b.len()),
+        };
+        Raw::Value(
+            serde_json::json!({ trim::RAW_TRIMMED_KEY: true, "original_bytes": original_bytes }),
+        )
+    });
+    let trimmed = trim::fit(vigil, msg.len(), max, |v| whole(marker.as_ref(), v))?;
     out.extend_from_slice(&trimmed);
     Ok(Encoded::Trimmed)
 }
@@ -246,6 +257,31 @@ mod tests {
             doc["vigil"]["alert"]["rules"],
             json!(["container.shell", "container.exec"])
         );
+    }
+
+    #[test]
+    fn an_oversized_docker_event_sends_a_marker_for_the_engine_record_and_keeps_its_alert() {
+        // A container with a huge label: its engine record alone is over the limit.
+        let label = "l".repeat(MAX_EVENT_BYTES * 2);
+        let engine = json!({"Type": "container", "Action": "start",
+            "Actor": {"ID": "abc", "Attributes": {"name": "web", "big": label}}});
+        let engine = serde_json::to_vec(&engine).unwrap();
+        let event = Event {
+            source: Source::Docker,
+            action: "start".into(),
+            raw: Some(Raw::Verbatim(engine.clone().into_boxed_slice())),
+            detections: vec![detection("container.privileged", 12)],
+            ..Event::default()
+        };
+        let msg = encode(&event);
+        assert!(msg.len() <= MAX_EVENT_BYTES, "{} bytes", msg.len());
+        let json = msg.strip_prefix("1:Wazuh-Docker:").expect(&msg);
+        let doc: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(doc["integration"], "docker");
+        assert_eq!(doc["docker"]["vigil.trimmed"], true);
+        assert_eq!(doc["docker"]["original_bytes"], engine.len());
+        assert_eq!(doc["vigil"]["alert"]["rule"], "container.privileged");
+        assert_eq!(doc["vigil"]["action"], "start");
     }
 
     #[test]
