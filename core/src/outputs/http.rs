@@ -389,7 +389,7 @@ impl HttpTransport {
             let value = authorization(auth).map_err(|e| TransportError::Refused(e.to_string()))?;
             request = request.header(header::AUTHORIZATION, value);
         }
-        let response = match request.body(body).send().await {
+        let mut response = match request.body(body).send().await {
             Ok(r) => r,
             Err(e) => {
                 self.connected = false;
@@ -405,11 +405,23 @@ impl HttpTransport {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         // The answer's text helps find out why events were refused; it is cut short so a
-        // verbose error page does not flood the log.
+        // verbose error page does not flood the log. Only its first bytes are read: a huge
+        // or endless error body costs neither memory nor the request's whole timeout (the
+        // connection is dropped with the rest unread).
         let text = if status.is_success() {
             String::new()
         } else {
-            let mut t = response.text().await.unwrap_or_default();
+            let mut head = Vec::new();
+            while head.len() < ERROR_BODY_READ {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = ERROR_BODY_READ - head.len();
+                        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let mut t = String::from_utf8_lossy(&head).into_owned();
             truncate(&mut t, 256);
             t
         };
@@ -543,6 +555,9 @@ fn shown_url(url: &Url) -> String {
     shown.set_fragment(None);
     shown.to_string()
 }
+
+/// Bytes of an error answer's body read at most (of which 256 are kept for the log).
+const ERROR_BODY_READ: usize = 1024;
 
 fn truncate(s: &mut String, max: usize) {
     if s.len() > max {

@@ -658,6 +658,84 @@ async fn server_errors_are_retried() {
     stop(out).await;
 }
 
+/// A receiver that answers its first request with a 500 whose body never ends, and every
+/// later one with 200; it counts the requests it accepted.
+async fn endless_error_then_ok() -> (String, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let endless = std::mem::take(&mut first);
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                // Reads the request (headers, then the announced body) before answering.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 64 * 1024];
+                loop {
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                if endless {
+                    let head =
+                        b"HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if conn.write_all(head).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("10000\r\n{}\r\n", "e".repeat(0x10000));
+                    while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+                } else {
+                    counted.fetch_add(1, Relaxed);
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_error_body_is_not_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, accepted) = endless_error_then_ok().await;
+    // A request timeout longer than the wait below: reading the error body to its end
+    // would hold the retry back past it.
+    let mut out = build(&url, dir.path(), json!({ "timeout_ms": 120_000 }));
+    let sent = events("e", 0..3);
+    out.send(&sent).await.unwrap();
+    let c = counters(out.as_ref());
+    wait_until("the events are delivered after one retry", || {
+        accepted.load(Relaxed) >= 1
+    })
+    .await;
+    wait_until("the delivery is counted", || {
+        counter(&c.events_delivered) == sent.len() as u64
+    })
+    .await;
+    assert_eq!(counter(&c.retries), 1);
+    stop(out).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_requests_waits_for_retry_after() {
     let dir = tempfile::tempdir().unwrap();
