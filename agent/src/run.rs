@@ -153,7 +153,10 @@ pub async fn run_async(
         tracing::info!(path = %config.sources.audit_log.path.display(), "audit-log source started");
     }
 
-    let (docker_stop, docker_stop_rx) = tokio::sync::watch::channel(false);
+    // The runtime sources stop when this turns true; each holds a receiver.
+    let (sources_stop, sources_stop_rx) = tokio::sync::watch::channel(false);
+    // The sources that return nothing at their end, by name, in start order.
+    let mut runtime_tasks: Vec<(&str, tokio::task::JoinHandle<Result<(), RunError>>)> = Vec::new();
     let mut docker_task = None;
     if let Some(docker) = config.sources.docker.as_ref().filter(|d| !d.disabled) {
         let parser = vigil_core::runtime::DockerParser {
@@ -170,12 +173,12 @@ pub async fn run_async(
             metrics.clone(),
             config.only_detections,
         )?;
-        docker_task = Some(tokio::spawn(source.run(router.clone(), docker_stop_rx)));
+        docker_task = Some(tokio::spawn(
+            source.run(router.clone(), sources_stop_rx.clone()),
+        ));
         tracing::info!("docker source started");
     }
 
-    let (containerd_stop, containerd_stop_rx) = tokio::sync::watch::channel(false);
-    let mut containerd_task = None;
     if let Some(cd) = config.sources.containerd.as_ref().filter(|c| !c.disabled) {
         let parser = vigil_core::runtime::containerd::ContainerdParser {
             cluster: config.cluster.clone(),
@@ -189,12 +192,14 @@ pub async fn run_async(
             metrics.clone(),
             config.only_detections,
         );
-        containerd_task = Some(tokio::spawn(source.run(router.clone(), containerd_stop_rx)));
+        let (router, stop) = (router.clone(), sources_stop_rx.clone());
+        runtime_tasks.push((
+            "containerd",
+            tokio::spawn(async move { Ok(source.run(router, stop).await?) }),
+        ));
         tracing::info!("containerd source started");
     }
 
-    let (resources_stop, resources_stop_rx) = tokio::sync::watch::channel(false);
-    let mut resources_task = None;
     if let Some(res) = config.sources.resources.as_ref().filter(|r| !r.disabled) {
         let defaults = crate::sources::RuntimeDefaults::of(&config.sources);
         let source = crate::sources::resources::ResourcesSource::new(
@@ -207,12 +212,14 @@ pub async fn run_async(
             metrics.clone(),
             config.only_detections,
         );
-        resources_task = Some(tokio::spawn(source.run(router.clone(), resources_stop_rx)));
+        let (router, stop) = (router.clone(), sources_stop_rx.clone());
+        runtime_tasks.push((
+            "resources",
+            tokio::spawn(async move { Ok(source.run(router, stop).await?) }),
+        ));
         tracing::info!("resource-usage source started");
     }
 
-    let (drift_stop, drift_stop_rx) = tokio::sync::watch::channel(false);
-    let mut drift_task = None;
     if let Some(d) = config.sources.drift.as_ref().filter(|d| !d.disabled) {
         let defaults = crate::sources::RuntimeDefaults::of(&config.sources);
         let source = crate::sources::drift::DriftSource::new(
@@ -225,12 +232,14 @@ pub async fn run_async(
             metrics.clone(),
             config.only_detections,
         );
-        drift_task = Some(tokio::spawn(source.run(router.clone(), drift_stop_rx)));
+        let (router, stop) = (router.clone(), sources_stop_rx.clone());
+        runtime_tasks.push((
+            "drift",
+            tokio::spawn(async move { Ok(source.run(router, stop).await?) }),
+        ));
         tracing::info!("drift source started");
     }
 
-    let (hardening_stop, hardening_stop_rx) = tokio::sync::watch::channel(false);
-    let mut hardening_task = None;
     if let Some(h) = config.sources.hardening.as_ref().filter(|h| !h.disabled) {
         let source = crate::sources::hardening::HardeningSource::new(
             h,
@@ -246,12 +255,14 @@ pub async fn run_async(
             metrics.clone(),
             config.only_detections,
         );
-        hardening_task = Some(tokio::spawn(source.run(router.clone(), hardening_stop_rx)));
+        let (router, stop) = (router.clone(), sources_stop_rx.clone());
+        runtime_tasks.push((
+            "hardening",
+            tokio::spawn(async move { Ok(source.run(router, stop).await?) }),
+        ));
         tracing::info!("hardening source started");
     }
 
-    let (process_stop, process_stop_rx) = tokio::sync::watch::channel(false);
-    let mut process_task = None;
     if let Some(p) = config.sources.process.as_ref().filter(|p| !p.disabled) {
         let source = crate::sources::process::ProcessSource::new(
             p,
@@ -262,7 +273,11 @@ pub async fn run_async(
             metrics.clone(),
             config.only_detections,
         );
-        process_task = Some(tokio::spawn(source.run(router.clone(), process_stop_rx)));
+        let (router, stop) = (router.clone(), sources_stop_rx.clone());
+        runtime_tasks.push((
+            "process",
+            tokio::spawn(async move { Ok(source.run(router, stop).await?) }),
+        ));
         tracing::info!("process source started");
     }
 
@@ -296,31 +311,11 @@ pub async fn run_async(
     for task in operator_tasks {
         task.abort();
     }
-    let _ = docker_stop.send(true);
-    let _ = containerd_stop.send(true);
-    let _ = resources_stop.send(true);
-    let _ = drift_stop.send(true);
-    let _ = hardening_stop.send(true);
-    let _ = process_stop.send(true);
-    if let Some(task) = process_task {
-        task.await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
-    }
-    if let Some(task) = resources_task {
-        task.await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
-    }
-    if let Some(task) = drift_task {
-        task.await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
-    }
-    if let Some(task) = hardening_task {
-        task.await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
-    }
-    if let Some(task) = containerd_task {
-        task.await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let _ = sources_stop.send(true);
+    for (name, task) in runtime_tasks {
+        task.await.map_err(|e| {
+            std::io::Error::other(format!("the {name} source's task ended abnormally: {e}"))
+        })??;
     }
     let docker_finisher = match docker_task {
         Some(task) => Some(

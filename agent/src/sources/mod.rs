@@ -8,6 +8,7 @@ pub mod drift;
 pub mod hardening;
 pub mod process;
 pub mod resources;
+pub mod runtimes;
 
 /// Where the runtimes are, for the sources that find containers through them (resource
 /// usage, drift) when their own block names none: the Docker and containerd sources'

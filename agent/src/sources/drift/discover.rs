@@ -17,27 +17,14 @@ use std::time::Duration;
 
 use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
-use containerd_client::services::v1::{
-    GetContainerRequest, ListNamespacesRequest, ListTasksRequest,
-    containers_client::ContainersClient, namespaces_client::NamespacesClient,
-    tasks_client::TasksClient,
-};
+use containerd_client::services::v1::{GetContainerRequest, containers_client::ContainersClient};
 use containerd_client::tonic;
 use vigil_core::event::{Container, PodRef};
 
 use super::layer::Layer;
-use crate::sources::docker::Endpoint;
+use crate::sources::runtimes::{self, ContainerdConnection};
 
-/// Why a runtime could not be listed.
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoverError {
-    /// The Docker engine did not answer.
-    #[error("docker: {0}")]
-    Docker(String),
-    /// containerd did not answer.
-    #[error("containerd: {0}")]
-    Containerd(String),
-}
+pub use crate::sources::runtimes::{DiscoverError, connect_docker};
 
 /// Joins a host path to the host root the agent sees it under (`/host` in a pod).
 pub fn on_host(host_root: &Path, p: &str) -> PathBuf {
@@ -91,11 +78,7 @@ impl DockerLayers {
 
     /// Whether there is an engine to ask.
     pub fn present(&self) -> bool {
-        match Endpoint::resolve(self.endpoint.as_deref()) {
-            Ok(Endpoint::Unix(p)) => p.exists(),
-            Ok(Endpoint::Tcp(_)) => true,
-            Err(_) => false,
-        }
+        runtimes::docker_present(self.endpoint.as_deref())
     }
 
     /// The running containers' layers, and how many had none to watch.
@@ -193,38 +176,12 @@ pub fn docker_layer(id: &str, inspect: &serde_json::Value, host_root: &Path) -> 
     })
 }
 
-/// A Docker client with its API version negotiated.
-pub async fn connect_docker(
-    endpoint: Option<&str>,
-    timeout: Duration,
-) -> Result<bollard::Docker, DiscoverError> {
-    let err = |e: &dyn std::fmt::Display| DiscoverError::Docker(e.to_string());
-    let endpoint = Endpoint::resolve(endpoint).map_err(|e| err(&e))?;
-    let secs = timeout.as_secs().max(1);
-    let client = match &endpoint {
-        Endpoint::Unix(p) => bollard::Docker::connect_with_unix(
-            &p.display().to_string(),
-            secs,
-            bollard::API_DEFAULT_VERSION,
-        ),
-        Endpoint::Tcp(a) => {
-            bollard::Docker::connect_with_http(a, secs, bollard::API_DEFAULT_VERSION)
-        }
-    }
-    .map_err(|e| err(&e))?;
-    tokio::time::timeout(timeout, client.negotiate_version())
-        .await
-        .map_err(|_| DiscoverError::Docker(format!("{endpoint}: version query timed out")))?
-        .map_err(|e| err(&e))
-}
-
 /// containerd's running containers (every namespace unless some are named).
 pub struct ContainerdLayers {
-    address: Option<String>,
+    connection: ContainerdConnection,
     namespaces: Vec<String>,
     timeout: Duration,
     host_root: PathBuf,
-    channel: Option<tonic::transport::Channel>,
     /// By namespace and id.
     known: HashMap<(String, String), Option<Layer>>,
 }
@@ -238,101 +195,47 @@ impl ContainerdLayers {
         host_root: PathBuf,
     ) -> Self {
         ContainerdLayers {
-            address,
+            connection: ContainerdConnection::new(address, timeout),
             namespaces,
             timeout,
             host_root,
-            channel: None,
             known: HashMap::new(),
         }
     }
 
     /// Whether there is a containerd to ask.
     pub fn present(&self) -> bool {
-        crate::sources::containerd::resolve_socket(self.address.as_deref()).exists()
+        self.connection.present()
     }
 
     /// The running tasks' layers, and how many had none to watch.
     pub async fn list(&mut self) -> Result<(Vec<Layer>, u64), DiscoverError> {
         let r = self.list_inner().await;
         if r.is_err() {
-            self.channel = None;
+            self.connection.reset();
         }
         r
     }
 
     async fn list_inner(&mut self) -> Result<(Vec<Layer>, u64), DiscoverError> {
-        let err = |e: &dyn std::fmt::Display| DiscoverError::Containerd(e.to_string());
-        let timeout = self.timeout;
-        let late = |what: &str| DiscoverError::Containerd(format!("{what} timed out"));
-        let channel = match &self.channel {
-            Some(c) => c.clone(),
-            None => {
-                let socket = crate::sources::containerd::resolve_socket(self.address.as_deref());
-                let c = tokio::time::timeout(timeout, containerd_client::connect(&socket))
-                    .await
-                    .map_err(|_| late("connecting"))?
-                    .map_err(|e| err(&e))?;
-                self.channel = Some(c.clone());
-                c
-            }
-        };
-        let namespaces = if self.namespaces.is_empty() {
-            let mut client = NamespacesClient::new(channel.clone());
-            tokio::time::timeout(timeout, client.list(ListNamespacesRequest::default()))
-                .await
-                .map_err(|_| late("listing namespaces"))?
-                .map_err(|e| err(&e))?
-                .into_inner()
-                .namespaces
-                .into_iter()
-                .map(|n| n.name)
-                .collect()
-        } else {
-            self.namespaces.clone()
-        };
+        let tasks = self.connection.live_tasks(&self.namespaces).await?;
+        let channel = self.connection.channel().await?;
         let (mut out, mut unsupported) = (Vec::new(), 0);
         let mut known = HashMap::new();
-        for ns in namespaces {
-            let Ok(meta) = tonic::metadata::MetadataValue::try_from(ns.as_str()) else {
-                continue;
-            };
-            let mut req = tonic::Request::new(ListTasksRequest::default());
-            req.metadata_mut()
-                .insert("containerd-namespace", meta.clone());
-            let tasks = tokio::time::timeout(timeout, TasksClient::new(channel.clone()).list(req))
-                .await
-                .map_err(|_| late("listing tasks"))?
-                .map_err(|e| err(&e))?
-                .into_inner()
-                .tasks;
-            for task in tasks {
-                // Running (2) or paused (4).
-                if !(task.status == 2 || task.status == 4) {
-                    continue;
-                }
-                let cid = if task.container_id.is_empty() {
-                    task.id
-                } else {
-                    task.container_id
-                };
-                if cid.is_empty() {
-                    continue;
-                }
-                let key = (ns.clone(), cid.clone());
-                let layer = match self.known.remove(&key) {
+        for task in tasks {
+            let key = (task.namespace_name, task.container_id);
+            let layer = match self.known.remove(&key) {
+                Some(l) => l,
+                None => match self.layer(&channel, &task.namespace, &key.1).await {
                     Some(l) => l,
-                    None => match self.layer(&channel, &meta, &cid).await {
-                        Some(l) => l,
-                        None => continue,
-                    },
-                };
-                match &layer {
-                    Some(l) => out.push(l.clone()),
-                    None => unsupported += 1,
-                }
-                known.insert(key, layer);
+                    None => continue,
+                },
+            };
+            match &layer {
+                Some(l) => out.push(l.clone()),
+                None => unsupported += 1,
             }
+            known.insert(key, layer);
         }
         self.known = known;
         Ok((out, unsupported))

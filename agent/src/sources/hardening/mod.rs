@@ -414,10 +414,9 @@ impl HardeningSource {
     /// next time).
     async fn collect(&self) -> Result<(Vec<Finding>, Vec<String>), String> {
         let timeout = Duration::from_millis(self.cfg.timeout_ms.max(1));
-        let client =
-            crate::sources::drift::discover::connect_docker(self.endpoint.as_deref(), timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+        let client = crate::sources::runtimes::connect_docker(self.endpoint.as_deref(), timeout)
+            .await
+            .map_err(|e| e.to_string())?;
         let late = |what: &str| format!("{what} timed out");
         let info = tokio::time::timeout(timeout, client.info())
             .await

@@ -17,16 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use containerd_client::services::v1::{
-    GetContainerRequest, ListNamespacesRequest, ListTasksRequest,
-    containers_client::ContainersClient, namespaces_client::NamespacesClient,
-    tasks_client::TasksClient,
-};
+use containerd_client::services::v1::{GetContainerRequest, containers_client::ContainersClient};
 use containerd_client::tonic;
 use vigil_core::event::PodRef;
 use vigil_core::runtime::ContainerFacts;
 
-use crate::sources::docker::Endpoint;
+use crate::sources::runtimes::{self, ContainerdConnection};
 
 /// Labels marking a pod's sandbox (pause) container, which holds the pod's network
 /// namespace: cri-dockerd's, and CRI containerd's.
@@ -86,16 +82,7 @@ impl ContainerInfo {
     }
 }
 
-/// Why a runtime could not be listed.
-#[derive(Debug, thiserror::Error)]
-pub enum DiscoverError {
-    /// The Docker API failed.
-    #[error("docker: {0}")]
-    Docker(String),
-    /// The containerd API failed.
-    #[error("containerd: {0}")]
-    Containerd(String),
-}
+pub use crate::sources::runtimes::DiscoverError;
 
 /// Docker's running containers.
 pub struct DockerDiscovery {
@@ -120,35 +107,14 @@ impl DockerDiscovery {
     /// Whether there is an engine to ask: a configured endpoint, `$DOCKER_HOST`, or a
     /// default socket that exists.
     pub fn present(&self) -> bool {
-        match Endpoint::resolve(self.endpoint.as_deref()) {
-            Ok(Endpoint::Unix(p)) => p.exists(),
-            Ok(Endpoint::Tcp(_)) => true,
-            Err(_) => false,
-        }
+        runtimes::docker_present(self.endpoint.as_deref())
     }
 
     async fn connect(&mut self) -> Result<bollard::Docker, DiscoverError> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let err = |e: &dyn std::fmt::Display| DiscoverError::Docker(e.to_string());
-        let endpoint = Endpoint::resolve(self.endpoint.as_deref()).map_err(|e| err(&e))?;
-        let secs = self.timeout.as_secs().max(1);
-        let client = match &endpoint {
-            Endpoint::Unix(p) => bollard::Docker::connect_with_unix(
-                &p.display().to_string(),
-                secs,
-                bollard::API_DEFAULT_VERSION,
-            ),
-            Endpoint::Tcp(a) => {
-                bollard::Docker::connect_with_http(a, secs, bollard::API_DEFAULT_VERSION)
-            }
-        }
-        .map_err(|e| err(&e))?;
-        let client = tokio::time::timeout(self.timeout, client.negotiate_version())
-            .await
-            .map_err(|_| DiscoverError::Docker(format!("{endpoint}: version query timed out")))?
-            .map_err(|e| err(&e))?;
+        let client = runtimes::connect_docker(self.endpoint.as_deref(), self.timeout).await?;
         self.client = Some(client.clone());
         Ok(client)
     }
@@ -214,10 +180,9 @@ impl DockerDiscovery {
 
 /// containerd's running tasks.
 pub struct ContainerdDiscovery {
-    address: Option<String>,
+    connection: ContainerdConnection,
     namespaces: Vec<String>,
     timeout: Duration,
-    channel: Option<tonic::transport::Channel>,
     /// By namespace and id.
     known: HashMap<(String, String), ContainerInfo>,
 }
@@ -227,102 +192,44 @@ impl ContainerdDiscovery {
     /// every namespace).
     pub fn new(address: Option<String>, namespaces: Vec<String>, timeout: Duration) -> Self {
         ContainerdDiscovery {
-            address,
+            connection: ContainerdConnection::new(address, timeout),
             namespaces,
             timeout,
-            channel: None,
             known: HashMap::new(),
         }
     }
 
     /// Whether there is a containerd to ask.
     pub fn present(&self) -> bool {
-        crate::sources::containerd::resolve_socket(self.address.as_deref()).exists()
+        self.connection.present()
     }
 
     /// The running tasks.
     pub async fn list(&mut self) -> Result<Vec<ContainerInfo>, DiscoverError> {
         let result = self.list_inner().await;
         if result.is_err() {
-            self.channel = None;
+            self.connection.reset();
         }
         result
     }
 
     async fn list_inner(&mut self) -> Result<Vec<ContainerInfo>, DiscoverError> {
-        let err = |e: &dyn std::fmt::Display| DiscoverError::Containerd(e.to_string());
-        let channel = match &self.channel {
-            Some(c) => c.clone(),
-            None => {
-                let socket = crate::sources::containerd::resolve_socket(self.address.as_deref());
-                let c = tokio::time::timeout(self.timeout, containerd_client::connect(&socket))
-                    .await
-                    .map_err(|_| {
-                        DiscoverError::Containerd(format!(
-                            "connecting to {} timed out",
-                            socket.display()
-                        ))
-                    })?
-                    .map_err(|e| err(&e))?;
-                self.channel = Some(c.clone());
-                c
-            }
-        };
-        let namespaces = if self.namespaces.is_empty() {
-            let mut client = NamespacesClient::new(channel.clone());
-            let req = client.list(ListNamespacesRequest::default());
-            tokio::time::timeout(self.timeout, req)
-                .await
-                .map_err(|_| DiscoverError::Containerd("listing namespaces timed out".into()))?
-                .map_err(|e| err(&e))?
-                .into_inner()
-                .namespaces
-                .into_iter()
-                .map(|n| n.name)
-                .collect()
-        } else {
-            self.namespaces.clone()
-        };
+        let tasks = self.connection.live_tasks(&self.namespaces).await?;
+        let channel = self.connection.channel().await?;
         let mut out = Vec::new();
         let mut known = HashMap::new();
-        for ns in namespaces {
-            let Ok(meta) = tonic::metadata::MetadataValue::try_from(ns.as_str()) else {
-                continue;
+        for task in tasks.into_iter().filter(|t| t.pid != 0) {
+            let key = (task.namespace_name, task.container_id);
+            let info = match self.known.remove(&key) {
+                Some(i) if i.pid == task.pid => Some(i),
+                _ => {
+                    self.record(&channel, &task.namespace, &key.1, task.pid)
+                        .await
+                }
             };
-            let mut req = tonic::Request::new(ListTasksRequest::default());
-            req.metadata_mut()
-                .insert("containerd-namespace", meta.clone());
-            let tasks =
-                tokio::time::timeout(self.timeout, TasksClient::new(channel.clone()).list(req))
-                    .await
-                    .map_err(|_| DiscoverError::Containerd("listing tasks timed out".into()))?
-                    .map_err(|e| err(&e))?
-                    .into_inner()
-                    .tasks;
-            for task in tasks {
-                // Running (2) or paused (4): a paused container still holds memory.
-                if !(task.status == 2 || task.status == 4) || task.pid == 0 {
-                    continue;
-                }
-                // A task is named by its container's id (`id`); `container_id` is left
-                // empty for the init process.
-                let cid = if task.container_id.is_empty() {
-                    task.id
-                } else {
-                    task.container_id
-                };
-                if cid.is_empty() {
-                    continue;
-                }
-                let key = (ns.clone(), cid.clone());
-                let info = match self.known.remove(&key) {
-                    Some(i) if i.pid == task.pid => Some(i),
-                    _ => self.record(&channel, &meta, &cid, task.pid).await,
-                };
-                if let Some(info) = info {
-                    out.push(info.clone());
-                    known.insert(key, info);
-                }
+            if let Some(info) = info {
+                out.push(info.clone());
+                known.insert(key, info);
             }
         }
         self.known = known;
