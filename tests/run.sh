@@ -37,6 +37,23 @@ if ! python3 -c "import kmock" 2>/dev/null; then
 fi
 echo "== kmock $(python3 -c 'import kmock; print(kmock.__version__)') for the operator controller tests"
 
+# The console is tested in a real headless browser (Debian's chromium, driven over the
+# DevTools protocol by testkit/browser/driver.py with websocket-client), and the
+# notifications against a real SMTP server (aiosmtpd).
+if ! command -v chromium >/dev/null; then
+  echo "== installing chromium (console browser tests)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+fi
+for module in websocket:websocket-client aiosmtpd:aiosmtpd; do
+  if ! python3 -c "import ${module%%:*}" 2>/dev/null; then
+    echo "== installing ${module#*:} from PyPI (console and notification tests)"
+    python3 -m pip install --quiet "${module#*:}" || python3 -m pip install --quiet --user "${module#*:}" \
+      || python3 -m pip install --quiet --break-system-packages "${module#*:}"
+  fi
+done
+
 # A fresh build gains nothing from incremental state, which would double the disk it needs.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 

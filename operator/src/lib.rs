@@ -5,6 +5,7 @@
 //! - [`render`]: pure functions from ContainerMonitors to the cluster audit policy and the
 //!   agents' per-namespace configuration, with what was refused or clamped per monitor.
 
+pub mod console;
 pub mod controller;
 pub mod crd;
 pub mod manifests;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use vigil_operator::console::{self, ConsoleConfig, ConsoleMetrics, ConsoleServer};
 use vigil_operator::controller::{self, Metrics, http, leader};
 use vigil_operator::crd;
 use vigil_operator::manifests;
@@ -78,13 +79,36 @@ enum Command {
     /// agents' configuration as ConfigMaps, and keep each monitor's status true.
     ///
     /// With leader election (the default), any number of replicas may run: one writes, the
-    /// others stand by. Every replica serves /metrics, /healthz and /readyz, and the audit
-    /// webhook collector when --webhook-config is given. Stops on SIGTERM or Ctrl-C,
+    /// others stand by. Every replica serves /metrics, /healthz and /readyz, the audit
+    /// webhook collector when --webhook-config is given, and the console when
+    /// --console-config is given. Stops on SIGTERM or Ctrl-C,
     /// releasing the Lease so the standby takes over at once.
     #[command(after_help = "Example (in the cluster, see deploy/):\n  \
         vigil-operator run --namespace vigil-system --log info\n\
         Out of the cluster, the client reads KUBECONFIG or ~/.kube/config.")]
     Run(RunArgs),
+    /// Print a Secret (YAML) with a new CA and the console's certificate signed by it, for
+    /// `operator.console.tls.secretName`: `tls.crt`, `tls.key` and `ca.crt`.
+    ///
+    /// The certificate names the console Service and the replicas' headless Service (short
+    /// and full forms) and localhost, for `kubectl port-forward`. The CA's key is not kept:
+    /// to renew, run it again and restart the operator and the agents.
+    #[command(after_help = "Example (release `vigil` in namespace vigil-system):
+          vigil-operator console-cert --namespace vigil-system | kubectl apply -f -")]
+    ConsoleCert {
+        /// Namespace of the release.
+        #[arg(long, default_value = "vigil-system")]
+        namespace: String,
+        /// The console Service's name (`<release>-operator-console`).
+        #[arg(long, default_value = "vigil-operator-console")]
+        service: String,
+        /// The Secret's name.
+        #[arg(long, default_value = "vigil-console-tls")]
+        secret_name: String,
+        /// Days the certificates are valid.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,6 +152,10 @@ struct RunArgs {
     /// The audit webhook collector's configuration (YAML); without it no collector runs.
     #[arg(long, value_name = "FILE")]
     webhook_config: Option<PathBuf>,
+    /// The console's configuration (YAML: store, listen address, TLS, tokens,
+    /// notifications; see docs/console.md); without it no console runs.
+    #[arg(long, value_name = "FILE")]
+    console_config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -166,6 +194,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             out,
             namespace,
         } => render_files(&files, out.as_deref(), &namespace),
+        Command::ConsoleCert {
+            namespace,
+            service,
+            secret_name,
+            days,
+        } => {
+            let req = console::cert::CertRequest {
+                peers_service: format!("{service}-peers"),
+                namespace,
+                service,
+                secret_name,
+                days,
+            };
+            let yaml = console::cert::console_secret(&req)?;
+            std::io::stdout().write_all(yaml.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -227,10 +272,45 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let extra: Option<http::ExtraMetrics> = webhook_config.as_ref().map(|_| {
+    // THE CONSOLE: every replica serves it; only the leader notifies.
+    let console = match &args.console_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let cfg: ConsoleConfig = yaml_serde::from_str(&text)
+                .with_context(|| format!("invalid console configuration {}", path.display()))?;
+            let m = Arc::clone(&metrics);
+            let leader: console::IsLeader =
+                Arc::new(move || m.leader.load(std::sync::atomic::Ordering::Relaxed));
+            Some(
+                ConsoleServer::bind(
+                    cfg,
+                    leader,
+                    Some(client.clone()),
+                    Arc::new(ConsoleMetrics::default()),
+                )
+                .await
+                .with_context(|| format!("console ({})", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let console_metrics = console.as_ref().map(|c| c.metrics_renderer());
+    let extra: Option<http::ExtraMetrics> = if webhook_config.is_some() || console_metrics.is_some()
+    {
         let m = Arc::clone(&webhook_metrics);
-        Arc::new(move |out: &mut String| webhook::render_prometheus(&m, out)) as http::ExtraMetrics
-    });
+        let with_webhook = webhook_config.is_some();
+        Some(Arc::new(move |out: &mut String| {
+            if with_webhook {
+                webhook::render_prometheus(&m, out);
+            }
+            if let Some(render) = &console_metrics {
+                render(out);
+            }
+        }) as http::ExtraMetrics)
+    } else {
+        None
+    };
     let listener = http::bind(args.listen).await?;
     let http_task = tokio::spawn(http::serve(
         listener,
@@ -240,6 +320,7 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     ));
     let webhook_task =
         webhook_config.map(|cfg| tokio::spawn(webhook::serve(cfg, webhook_metrics, stopped())));
+    let console_task = console.map(|server| tokio::spawn(server.run(stopped())));
 
     let result = if args.leader_election {
         let election = leader::Election {
@@ -268,6 +349,9 @@ async fn operate(args: RunArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(task) = webhook_task {
         task.await.context("webhook collector task")??;
+    }
+    if let Some(task) = console_task {
+        task.await.context("console task")?;
     }
     http_task.await.context("HTTP server task")??;
     result.map_err(Into::into)

@@ -2,6 +2,7 @@
 //! on setup failures, which is what a test wants.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod certs;
 pub mod containerd;
 pub mod docker;
@@ -9,4 +10,5 @@ pub mod http;
 pub mod kmock;
 pub mod process;
 pub mod rsyslog;
+pub mod smtp;
 pub mod wazuh;

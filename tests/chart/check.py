@@ -568,6 +568,56 @@ def the_webhook_collector_gets_its_certificate_token_and_credentials_from_mounte
     expect("kind: Secret\n" not in everything, "the chart must not create Secrets")
 
 
+@check
+def the_console_gets_its_store_certificate_and_tokens_from_mounted_volumes_and_agents_send_to_it():
+    r = rendered("full")
+    fn = fullname(r)
+    console = r.merged["operator"]["console"]
+    c = operator_container(r)
+    spec = r.one("Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    path = arg_value(c["args"], "--console-config")
+    expect(path, "--console-config missing with operator.console.enabled")
+    cfg = yaml.safe_load(r.configmap_file(f"{fn}-operator-console", Path(path).name))
+    for key, file in files_named(cfg):
+        mount = mount_for(file, c["volumeMounts"])
+        expect(mount, f"console.yaml names {file} ({key}), which no volume provides")
+        vol = volumes[mount["name"]]
+        if key == "path":
+            expect("emptyDir" in vol, f"the store lives on the pod's emptyDir: {vol}")
+        else:
+            expect("secret" in vol, f"{key} {file} must come from a Secret: {vol}")
+    expect(cfg["listen"].endswith(f":{console['port']}"), "listen port")
+    expect(cfg["store"]["max_bytes"] == console["store"]["maxBytes"], "store cap")
+    expect(cfg["store"]["event_retention_secs"] == console["store"]["eventRetentionDays"] * 86400, "retention")
+    agent_sa = f"system:serviceaccount:{r.namespace}:{fn}-agent"
+    expect(agent_sa in cfg["auth"]["token_review"]["ingest_users"], "agents may send")
+    expect(f"system:serviceaccount:{r.namespace}:{fn}-console-viewer" in cfg["auth"]["token_review"]["viewer_users"],
+           "the chart's viewer service account may view")
+    expect(r.one("ServiceAccount", f"{fn}-console-viewer"), "viewer service account")
+    expect(cfg["notifications"] == console["notifications"], "notifications copied as given")
+    peers = r.one("Service", f"{fn}-operator-console-peers")
+    expect(peers["spec"]["clusterIP"] == "None" and cfg["peers"]["dns"].startswith(peers["metadata"]["name"] + "."),
+           "replicas find each other through the headless Service")
+    svc = r.one("Service", f"{fn}-operator-console")
+    # The agents send to the console Service with its CA, mounted without the private key.
+    out = [o for o in agent_config(r)["outputs"] if o["type"] == "vigil"]
+    expect(len(out) == 1, "one vigil output in the agents' configuration")
+    expect(out[0]["url"] == f"https://{svc['metadata']['name']}.{r.namespace}.svc:{svc['spec']['ports'][0]['port']}",
+           f"the vigil output's URL is the console Service: {out[0]}")
+    a = agent_container(r)
+    aspec = r.one("DaemonSet")["spec"]["template"]["spec"]
+    avols = {v["name"]: v for v in aspec["volumes"]}
+    m = mount_for(out[0]["tls"]["ca_file"], a["volumeMounts"])
+    expect(m, "the console CA is mounted in the agents")
+    expect([i["key"] for i in avols[m["name"]]["secret"]["items"]] == ["ca.crt"], "agents get the CA only, not the key")
+    notes = r.files["vigil/templates/NOTES.txt"]
+    expect(f"port-forward service/{svc['metadata']['name']}" in notes and f"create token {fn}-console-viewer" in notes,
+           "NOTES.txt says how to look at the console")
+    ing = r.one("Ingress", f"{fn}-operator-console")
+    expect(ing["spec"]["rules"][0]["host"] == console["ingress"]["host"], "Ingress host")
+
+
 # ---------------------------------------------------------------------------------------
 # RBAC
 
@@ -577,6 +627,12 @@ OPERATOR_CLUSTER_RULES = [
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
+
+# The console's TokenReviews of agents' and viewers' tokens.
+CONSOLE_CLUSTER_RULES = [
+    {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+]
+
 
 
 def operator_ns_rules(policy, agent, status, lease):
@@ -607,7 +663,8 @@ def rbac_grants_exactly_what_each_program_calls():
                         expect("*" not in rule.get(field, []), f"[{name}] wildcard in {role['metadata']['name']}: {rule}")
                     expect("secrets" not in rule["resources"], f"[{name}] {role['metadata']['name']} reaches Secrets")
         if op["enabled"]:
-            expect(r.one("ClusterRole", f"{fn}-operator")["rules"] == OPERATOR_CLUSTER_RULES, f"[{name}] operator ClusterRole")
+            want_cluster = OPERATOR_CLUSTER_RULES + (CONSOLE_CLUSTER_RULES if op["console"]["enabled"] else [])
+            expect(r.one("ClusterRole", f"{fn}-operator")["rules"] == want_cluster, f"[{name}] operator ClusterRole")
             cm = op["configMaps"]
             lease = op["leaderElection"]["leaseName"] if op["leaderElection"]["enabled"] else None
             want = operator_ns_rules(cm["policy"], cm["agent"], cm["status"], lease)
@@ -953,7 +1010,7 @@ def the_agent_image_takes_the_charts_configuration_where_the_daemonset_mounts_it
 
 
 @check
-def the_operator_image_starts_the_webhook_collector_from_the_charts_volumes():
+def the_operator_image_starts_the_webhook_collector_and_the_console_from_the_charts_volumes():
     build_images()
     r = rendered("full")
     with tempfile.TemporaryDirectory() as tmp:
@@ -969,13 +1026,24 @@ def the_operator_image_starts_the_webhook_collector_from_the_charts_volumes():
         kc = Path(tmp) / "kubeconfig.yaml"
         kc.write_text(KUBECONFIG)
         kc.chmod(0o644)
+        # What the kubelet mounts with automountServiceAccountToken: the outputs to the
+        # console present this token.
+        expect(spec.get("automountServiceAccountToken") is True, "the operator gets its service-account token")
+        sa = Path(tmp) / "serviceaccount"
+        sa.mkdir(mode=0o755)
+        for name, text in (("token", "service-account-token\n"), ("namespace", r.namespace)):
+            (sa / name).write_text(text)
+            (sa / name).chmod(0o644)
         user = f"{spec['securityContext']['runAsUser']}:{spec['securityContext']['runAsGroup']}"
         p = run_image("operator", *c["args"], "--log=info", "--log-format=text", user=user,
-                      extra=[*mounts, "-v", f"{kc}:/etc/vigil-test/kubeconfig.yaml:ro",
+                      extra=[*mounts, "-v", f"{sa}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+                             "-v", f"{kc}:/etc/vigil-test/kubeconfig.yaml:ro",
                              "-e", "KUBECONFIG=/etc/vigil-test/kubeconfig.yaml",
                              "-e", "POD_NAME=vigil-operator-0", "-e", "POD_NAMESPACE=" + r.namespace])
         expect("audit webhook collector ready" in p.stderr,
                f"the operator image did not start the webhook collector from the chart's volumes: {p.stderr.strip()[-2000:]}")
+        expect("console ready" in p.stderr,
+               f"the operator image did not start the console from the chart's volumes: {p.stderr.strip()[-2000:]}")
         expect("leader election" in p.stderr, f"the operator stopped for another reason than the missing API server: {p.stderr[-1000:]}")
 
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod agent;
+mod console_docker;
 mod container_logs_scale;
 mod containerd_engine;
 mod delivery_outage;

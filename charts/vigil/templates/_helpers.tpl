@@ -77,6 +77,7 @@ and the root context, as (list $image $). */}}
 {{- define "vigil.wazuhPasswordDir" -}}/etc/vigil/wazuh/password{{- end }}
 {{- define "vigil.wazuhCADir" -}}/etc/vigil/wazuh/ca{{- end }}
 {{- define "vigil.rulesDir" -}}/etc/vigil/rules{{- end }}
+{{- define "vigil.consoleCADir" -}}/etc/vigil/console-ca{{- end }}
 
 {{/* The outputs, the same for the agents and the webhook collector: the Wazuh manager, the
 extra outputs as given, and stdout when asked for or when nothing else would receive the
@@ -96,6 +97,12 @@ events. Credentials are file paths into mounted Secrets, never values. */}}
 {{- end }}
 {{- $wazuh := dict "type" "wazuh" "manager" (required "outputs.wazuh.manager: the Wazuh manager's address is required with outputs.wazuh.enabled" .manager) "port" (int .port) "max_eps" (int .maxEps) "enrollment" $enrollment "spool" (dict "max_mib" (int .spool.maxMiB) "when_full" .spool.whenFull) }}
 {{- $outputs = append $outputs $wazuh }}
+{{- end }}
+{{- end }}
+{{- with .Values.operator }}
+{{- if and .enabled .console.enabled }}
+{{- $url := printf "https://%s-console.%s.svc:%d" (include "vigil.operator.fullname" $) $.Release.Namespace (int .console.service.port) }}
+{{- $outputs = append $outputs (dict "type" "vigil" "url" $url "tls" (dict "ca_file" (printf "%s/ca.crt" (include "vigil.consoleCADir" $)))) }}
 {{- end }}
 {{- end }}
 {{- $outputs = concat $outputs .Values.outputs.extra }}
@@ -146,6 +153,14 @@ custom rules; used by both pods with the matching "vigil.outputVolumeMounts". */
   secret:
     secretName: {{ .secretName }}
 {{- end }}
+{{- if and .Values.operator.enabled .Values.operator.console.enabled }}
+- name: console-ca
+  secret:
+    secretName: {{ .Values.operator.console.tls.secretName }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
 {{- if .Values.rules.custom }}
 - name: rules
   configMap:
@@ -169,6 +184,11 @@ custom rules; used by both pods with the matching "vigil.outputVolumeMounts". */
 {{- range .Values.outputs.secretMounts }}
 - name: secret-{{ .name }}
   mountPath: {{ .mountPath }}
+  readOnly: true
+{{- end }}
+{{- if and .Values.operator.enabled .Values.operator.console.enabled }}
+- name: console-ca
+  mountPath: {{ include "vigil.consoleCADir" . }}
   readOnly: true
 {{- end }}
 {{- if .Values.rules.custom }}

@@ -12,6 +12,7 @@ mod stdout;
 pub mod syslog;
 pub mod tls;
 pub mod trim;
+pub mod vigil;
 pub mod wazuh;
 
 use std::future::Future;
@@ -127,6 +128,8 @@ pub enum OutputConfig {
     Syslog(syslog::SyslogOutputConfig),
     /// Batched NDJSON POSTs to an HTTP(S) endpoint.
     Http(http::HttpOutputConfig),
+    /// The Vigil operator's console store (an http output to its ingest endpoint).
+    Vigil(vigil::VigilOutputConfig),
 }
 
 /// What building an output may need from the agent.
@@ -155,6 +158,7 @@ impl OutputConfig {
             OutputConfig::Wazuh(cfg) => cfg.name.clone().unwrap_or_else(|| "wazuh".into()),
             OutputConfig::Syslog(cfg) => cfg.name.clone().unwrap_or_else(|| "syslog".into()),
             OutputConfig::Http(cfg) => cfg.name.clone().unwrap_or_else(|| "http".into()),
+            OutputConfig::Vigil(cfg) => cfg.name.clone().unwrap_or_else(|| "vigil".into()),
         }
     }
 
@@ -168,6 +172,7 @@ impl OutputConfig {
             OutputConfig::Wazuh(cfg) => wazuh::build(cfg, &self.name(), ctx)?,
             OutputConfig::Syslog(cfg) => syslog::build(cfg, &self.name(), ctx)?,
             OutputConfig::Http(cfg) => http::build(cfg, &self.name(), ctx)?,
+            OutputConfig::Vigil(cfg) => vigil::build(cfg, &self.name(), ctx)?,
         })
     }
 }

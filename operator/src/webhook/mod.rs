@@ -60,7 +60,7 @@ use vigil_core::pipeline::{AckTracker, Batch, Router, RouterConfig};
 use vigil_core::tuning::mounted::MountedDir;
 use vigil_core::tuning::{Reload, Tuning};
 
-pub use auth::{Decision, Peer, TokenStore};
+pub use auth::{Decision, Peer, TokenStore, server_config};
 pub use config::{AUDIT_PATH, RulesConfig, WebhookConfig};
 pub use ingest::IngestError;
 pub use metrics::{WebhookMetrics, render_prometheus};

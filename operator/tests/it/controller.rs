@@ -350,3 +350,61 @@ async fn monitors_become_configmaps_and_statuses() {
     assert_eq!(status(&client, "research", "lab").await, lab);
     running.abort();
 }
+
+/// The console's monitors page shows what the controller wrote into the statuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_the_monitors_and_their_status() {
+    use super::console::{Console, VIEWER};
+    let api = Kmock::start();
+    let client = api.client();
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node("cp-1", true))
+        .await
+        .unwrap();
+    let running = tokio::spawn(controller::run(
+        client.clone(),
+        config(),
+        Arc::new(Metrics::default()),
+    ));
+    for (ns, name) in [("shop", "web"), ("payments", "api")] {
+        Api::<ContainerMonitor>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &monitor(ns, name, json!({})))
+            .await
+            .unwrap();
+    }
+    eventually("both statuses", || async {
+        let a = status(&client, "shop", "web").await;
+        let b = status(&client, "payments", "api").await;
+        (a.nodes.is_some() && b.nodes.is_some()).then_some(())
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Arc::new(vigil_testkit::certs::TestPki::create(
+        &dir.path().join("pki"),
+    ));
+    let console =
+        Console::start_with(&dir.path().join("c"), pki, Some(client.clone()), |_| {}).await;
+    let (code, page) = console.get("/monitors", Some(VIEWER)).await;
+    assert_eq!(code, 200, "{page}");
+    let rows: Vec<&str> = page.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 2, "{page}");
+    // Sorted by namespace; not ready, the policy applied on none of the one control plane.
+    assert!(
+        rows[0].contains("<td>payments</td><td>api</td><td>False"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains("<td>shop</td><td>web</td><td>False"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows.iter().all(|r| r.contains("0 / 1")), "{rows:?}");
+    assert!(
+        rows[0].contains("PolicyApplied"),
+        "the condition's message says why: {}",
+        rows[0]
+    );
+    console.stop().await;
+    running.abort();
+}

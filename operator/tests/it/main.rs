@@ -4,6 +4,9 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod cli;
+mod console;
+mod console_browser;
+mod console_notify;
 mod controller;
 mod crd;
 mod golden;
