@@ -142,7 +142,7 @@ fn key(e: &Value) -> String {
 
 #[test]
 fn the_docker_source_reports_a_real_engine_and_survives_restarts() {
-    let engine = DockerEngine::find();
+    let engine = DockerEngine::find_alone();
     let h = Harness::new(&engine);
     let tag = format!(
         "{}{}",

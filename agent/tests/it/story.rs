@@ -319,7 +319,7 @@ async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> Res
 /// Docker containers and containerd tasks the story started, removed at the end whatever
 /// happened.
 struct Cleanup {
-    docker: DockerEngine,
+    docker_host: String,
     containers: Vec<String>,
     containerd: Containerd,
     tasks: Vec<String>,
@@ -328,7 +328,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for c in &self.containers {
-            let _ = self.docker.try_docker(&["rm", "-f", c]);
+            let _ = vigil_testkit::docker::try_docker_at(&self.docker_host, &["rm", "-f", c]);
         }
         for t in &self.tasks {
             self.containerd.remove(t);
@@ -339,13 +339,13 @@ impl Drop for Cleanup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the shared dockerd: tests/run.sh runs it alone, with --ignored"]
 async fn the_attack_story_with_faults_reaches_the_managers_with_every_event_accounted_for() {
-    let docker = DockerEngine::find();
+    let docker = DockerEngine::find_alone();
     let containerd = Containerd::find();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let tag = std::process::id();
     let mut cleanup = Cleanup {
-        docker: docker.clone(),
+        docker_host: docker.host.clone(),
         containers: Vec::new(),
         containerd: Containerd::find(),
         tasks: Vec::new(),
