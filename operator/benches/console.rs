@@ -221,6 +221,22 @@ async fn run() {
         (batches * 500) as f64 / secs,
         secs * 1e3 / batches as f64
     );
+    // The whole process: the console, the client and what seeding left; an upper bound of
+    // what the console adds to the operator with this store.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    println!(
+        "memory: bench process after the pages and the ingest: RSS {:.1} MiB, peak {:.1} MiB",
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(10), task)
         .await

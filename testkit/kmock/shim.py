@@ -16,6 +16,10 @@ This shim adds exactly that, and nothing else:
   prose reasons, and no Python traceback;
 - `GET /_shim/requests`: every request so far as `[method, path]`, for assertions such as
   "no status write when nothing changed";
+- TokenReviews (`POST /apis/authentication.k8s.io/v1/tokenreviews`) answered from a table
+  the test fills with `POST /_shim/tokens` (`{"TOKEN": {"username": ..., "groups": [...]}}`):
+  a listed token is authenticated as its user, any other is not, as the API server's token
+  authenticator answers;
 - server-side apply conflicts: an apply patch (`application/apply-patch+yaml`) without
   `force=true` that gives a field another value than the one another field manager last
   applied to it gets `409 Conflict` and changes nothing. Lease-based leader election
@@ -94,9 +98,24 @@ class Shim(kmock.KubernetesEmulator):
             if request in self._requests:
                 self._requests.remove(request)
 
+    # TokenReview answers: {token: {"username": ..., "groups": [...]}}.
+    _tokens = {}
+
     async def _serve(self, request):
         if request.url.path == '/_shim/requests':
             return aiohttp.web.json_response(self._log)
+        if request.url.path == '/_shim/tokens' and isinstance(request.data, dict):
+            self._tokens.update(request.data)
+            return aiohttp.web.json_response({})
+        if request.url.path == '/apis/authentication.k8s.io/v1/tokenreviews':
+            review = request.data if isinstance(request.data, dict) else {}
+            token = (review.get('spec') or {}).get('token') or ''
+            user = self._tokens.get(token)
+            status = {'authenticated': True, 'user': {'username': user['username'], 'groups': user.get('groups', [])}} \
+                if user else {'authenticated': False, 'error': 'invalid bearer token'}
+            return aiohttp.web.json_response(
+                {**review, 'apiVersion': 'authentication.k8s.io/v1', 'kind': 'TokenReview', 'status': status},
+                status=201)
         resource = request.resource
         if resource is not None and request.name is not None and request.action in (
                 kmock.action.UPDATE, kmock.action.DELETE):

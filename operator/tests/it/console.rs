@@ -643,3 +643,59 @@ async fn retention_runs_on_its_own_and_keeps_detections_longer() {
     );
     console.stop().await;
 }
+
+/// `vigil-operator console-cert` prints a Secret whose certificate the console serves and
+/// whose CA a client (an agent, a browser behind port-forward) verifies it with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_cert_command_makes_a_secret_the_console_serves_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil-operator"))
+        .args(["console-cert", "--namespace", "monitoring", "--days", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret: Value = yaml_serde::from_slice(&out.stdout).unwrap();
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["metadata"]["namespace"], "monitoring");
+    let data = &secret["stringData"];
+    for (key, file) in [
+        ("tls.crt", "tls.crt"),
+        ("tls.key", "tls.key"),
+        ("ca.crt", "ca.crt"),
+    ] {
+        std::fs::write(dir.path().join(file), data[key].as_str().unwrap()).unwrap();
+    }
+    // The test PKI only for the console's tokens; the certificate is the Secret's.
+    let pki = Arc::new(TestPki::create(&dir.path().join("pki")));
+    let console = Console::start(&dir.path().join("console"), pki, |c| {
+        c.tls = Some(ServerTls {
+            cert_file: dir.path().join("tls.crt"),
+            key_file: dir.path().join("tls.key"),
+        });
+    })
+    .await;
+    let tls = TlsSettings {
+        ca_file: Some(dir.path().join("ca.crt")),
+        ..TlsSettings::default()
+    }
+    .client_config(DefaultTrust::SystemRoots)
+    .unwrap();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured((*tls).clone())
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!("https://localhost:{}/login", console.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The test CA did not sign it: a client trusting only that one refuses the console.
+    let refused = console.client().get(console.url("/login")).send().await;
+    assert!(refused.is_err(), "{refused:?}");
+    console.stop().await;
+}

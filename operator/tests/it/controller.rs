@@ -408,3 +408,77 @@ async fn the_console_shows_the_monitors_and_their_status() {
     console.stop().await;
     running.abort();
 }
+
+/// The console asks the API server who a token belongs to (TokenReview) and admits it by
+/// user or group, for the role it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_admits_tokens_by_what_the_token_review_says() {
+    use super::console::{Console, INGEST};
+    use vigil_operator::console::TokenReviewConfig;
+    let api = Kmock::start();
+    let client = api.client();
+    let tokens = json!({
+        "sa-viewer": {"username": "system:serviceaccount:vigil-system:viewer", "groups": ["system:serviceaccounts"]},
+        "alice": {"username": "alice@example.com", "groups": ["security-team", "system:authenticated"]},
+        "bob": {"username": "bob@example.com", "groups": ["developers"]},
+        "sa-agent": {"username": "system:serviceaccount:vigil-system:vigil-agent", "groups": []},
+    });
+    let request = http::Request::post("/_shim/tokens")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&tokens).unwrap())
+        .unwrap();
+    client.request_text(request).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Arc::new(vigil_testkit::certs::TestPki::create(
+        &dir.path().join("pki"),
+    ));
+    let console = Console::start_with(&dir.path().join("c"), pki, Some(client.clone()), |c| {
+        c.auth.token_review = TokenReviewConfig {
+            viewer_users: vec!["system:serviceaccount:vigil-system:viewer".into()],
+            viewer_groups: vec!["security-team".into()],
+            ingest_users: vec!["system:serviceaccount:vigil-system:vigil-agent".into()],
+            cache_secs: 60,
+        };
+    })
+    .await;
+    for (token, code) in [
+        ("sa-viewer", 200),
+        ("alice", 200),
+        ("bob", 403),
+        ("sa-agent", 403),
+        ("made-up", 403),
+        (INGEST, 403),
+    ] {
+        let (got, _) = console.get("/events", Some(token)).await;
+        assert_eq!(got, code, "viewing with {token}");
+    }
+    let http = console.client();
+    for (token, code) in [("sa-agent", 200), ("alice", 403), ("made-up", 403)] {
+        let res = http
+            .post(console.url("/api/v1/ingest"))
+            .bearer_auth(token)
+            .body(
+                serde_json::to_string(&super::console::runtime_event(
+                    1,
+                    "start",
+                    "c",
+                    "ns",
+                    "n",
+                    "2026-11-23T10:00:00Z",
+                ))
+                .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), code, "sending with {token}");
+    }
+    // Answers are reused: the same tokens again cost no more reviews.
+    let reviews = |log: Vec<String>| log.iter().filter(|r| r.contains("tokenreviews")).count();
+    let before = reviews(api.requests(&client).await);
+    let (got, _) = console.get("/events", Some("alice")).await;
+    assert_eq!(got, 200);
+    assert_eq!(reviews(api.requests(&client).await), before);
+    assert_eq!(before, 6, "one review per distinct token");
+    console.stop().await;
+}
