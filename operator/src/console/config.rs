@@ -89,7 +89,9 @@ pub struct TokenReviewConfig {
     #[serde(default)]
     pub ingest_users: Vec<String>,
     /// Seconds a TokenReview's answer is reused for the same token; a revoked token is
-    /// refused at most this late.
+    /// refused at most this late. Every agent presents its own token, so this also sets the
+    /// review load on the API server: a cluster of N nodes asks about N / `cache_secs`
+    /// reviews a second.
     #[serde(default = "default_review_cache_secs")]
     pub cache_secs: u64,
 }
@@ -239,7 +241,7 @@ fn default_page_rows() -> usize {
     100
 }
 fn default_review_cache_secs() -> u64 {
-    60
+    300
 }
 /// Four times the vigil output's default body, so its bodies always fit.
 fn default_max_body_bytes() -> usize {
