@@ -87,6 +87,22 @@ enum Command {
         vigil-operator run --namespace vigil-system --log info\n\
         Out of the cluster, the client reads KUBECONFIG or ~/.kube/config.")]
     Run(RunArgs),
+    /// Run only the console, outside Kubernetes: the store, the pages, the ingest endpoint
+    /// and the notifications, for agents on Docker hosts or a trial on one machine.
+    ///
+    /// The configuration is the one `run --console-config` reads (docs/console.md), except
+    /// `auth.token_review`, which needs an API server. With no leader election, this
+    /// process always notifies; the monitors page says that no Kubernetes API is
+    /// reachable. Stops on SIGTERM or Ctrl-C.
+    #[command(
+        after_help = "Example:\n  vigil-operator console --config examples/console.yaml\n  \
+        then open http://127.0.0.1:8443 and log in with a token of its viewer_token_files"
+    )]
+    Console {
+        /// The console's configuration (YAML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Print a Secret (YAML) with a new CA and the console's certificate signed by it, for
     /// `operator.console.tls.secretName`: `tls.crt`, `tls.key` and `ca.crt`.
     ///
@@ -194,6 +210,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             out,
             namespace,
         } => render_files(&files, out.as_deref(), &namespace),
+        Command::Console { config } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("cannot read {}", config.display()))?;
+            let cfg: ConsoleConfig = yaml_serde::from_str(&text)
+                .with_context(|| format!("invalid console configuration {}", config.display()))?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let server = ConsoleServer::bind(
+                    cfg,
+                    Arc::new(|| true),
+                    None,
+                    Arc::new(ConsoleMetrics::default()),
+                )
+                .await
+                .with_context(|| format!("console ({})", config.display()))?;
+                eprintln!(
+                    "vigil-operator: console listening on {}",
+                    server.local_addr().context("the console's address")?
+                );
+                server.run(shutdown_signal()).await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ConsoleCert {
             namespace,
             service,

@@ -119,3 +119,98 @@ fn help_explains_the_commands_and_exit_codes() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("crd") && help.contains("render"), "{help}");
 }
+
+#[test]
+fn console_runs_alone_stores_what_it_is_sent_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.path().join("tokens"), "t0k3n\n").unwrap();
+    let config = dir.path().join("console.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\nstore: {{path: {d}/store/events.db}}\nauth: {{viewer_token_files: [{d}/tokens], ingest_token_files: [{d}/tokens]}}\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["console", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let request = |req: &str| -> String {
+        use std::io::{Read, Write};
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                s.write_all(req.as_bytes()).unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                return out;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the console never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let event = r#"{"schema":"vigil.event/v1","id":"cli-1","time":"2026-11-23T10:00:00Z","ingest_time":"2026-11-23T10:00:00Z","source":"docker","kind":"runtime","action":"start","outcome":"success","container":{"name":"from-the-cli"}}"#;
+    let answer = request(&format!(
+        "POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0k3n\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{event}",
+        event.len()
+    ));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let page = request(
+        "GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0k3n\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("from-the-cli"),
+        "{page}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("console listening on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn console_refuses_a_configuration_that_cannot_work_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("console.yaml");
+    for (yaml, says) in [
+        ("store: {path: /tmp/x.db}\n", "nobody may view the console"),
+        (
+            "store: {path: /tmp/x.db}\nlisten: nowhere\n",
+            "invalid console configuration",
+        ),
+        (
+            "store: {path: /tmp/x.db}\nauth: {token_review: {viewer_users: [a]}}\n",
+            "needs the Kubernetes API",
+        ),
+    ] {
+        std::fs::write(&config, yaml).unwrap();
+        let out = bin()
+            .args(["console", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {stderr}");
+        assert!(stderr.contains(says), "{yaml}: {stderr}");
+    }
+}

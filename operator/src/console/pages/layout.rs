@@ -95,6 +95,9 @@ pub fn error_page(code: StatusCode, message: &str) -> Markup {
         html! {
             h1 { (code.as_u16()) " " (code.canonical_reason().unwrap_or("")) }
             p.err { (message) }
+            @if code == StatusCode::FORBIDDEN || code == StatusCode::UNAUTHORIZED {
+                p { a href="/login" { "Log in with another token" } }
+            }
         },
     )
 }

@@ -190,10 +190,7 @@ async fn viewer(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             Ok(())
         }
         Err(Refusal::NoToken) => Err(Redirect::to("/login").into_response()),
-        Err(r @ Refusal::NotAllowed) => Err(page_error(
-            StatusCode::FORBIDDEN,
-            &format!("{r}. Log in with another token."),
-        )),
+        Err(r @ Refusal::NotAllowed) => Err(page_error(StatusCode::FORBIDDEN, &r.to_string())),
         Err(r @ Refusal::ReviewFailed(_)) => {
             Err(page_error(StatusCode::SERVICE_UNAVAILABLE, &r.to_string()))
         }
