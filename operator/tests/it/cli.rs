@@ -138,7 +138,7 @@ fn console_runs_alone_stores_what_it_is_sent_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = bin()
+    let child = bin()
         .args(["console", "--config"])
         .arg(&config)
         .stderr(std::process::Stdio::piped())
