@@ -95,7 +95,7 @@ enum Command {
     /// process always notifies; the monitors page says that no Kubernetes API is
     /// reachable. Stops on SIGTERM or Ctrl-C.
     #[command(
-        after_help = "Example:\n  vigil-operator console --config examples/console.yaml\n  \
+        after_help = "Example:\n  vigil-operator console --config examples/console/console.yaml\n  \
         then open http://127.0.0.1:8443 and log in with a token of its viewer_token_files"
     )]
     Console {

@@ -214,3 +214,11 @@ fn console_refuses_a_configuration_that_cannot_work_and_says_why() {
         assert!(stderr.contains(says), "{yaml}: {stderr}");
     }
 }
+
+#[test]
+fn the_example_console_configuration_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/console/console.yaml");
+    let cfg: vigil_operator::console::ConsoleConfig =
+        yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    cfg.validate().unwrap();
+}
