@@ -202,8 +202,18 @@ fn summary(
         }
         Kind::Runtime => {
             parts.push(ev.action.clone());
+            // A Kubernetes container's own name (`app`) says little in a timeline of many
+            // pods: its pod comes first.
+            let pod = ev
+                .container
+                .as_ref()
+                .and_then(|c| c.pod.as_ref())
+                .and_then(|p| p.name.as_deref());
             match (container, object) {
-                (Some(c), _) => parts.push(c.to_owned()),
+                (Some(c), _) => parts.push(match pod {
+                    Some(p) => format!("{p}/{c}"),
+                    None => c.to_owned(),
+                }),
                 (None, Some(o)) => parts.push(o.to_owned()),
                 (None, None) => {}
             }
@@ -326,6 +336,23 @@ mod tests {
 
     fn event(json: serde_json::Value) -> Event {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_runtime_event_names_the_pod_before_the_container() {
+        let ev = event(serde_json::json!({
+            "schema": "vigil.event/v1", "id": "r", "time": "2026-01-02T03:04:05Z",
+            "ingest_time": "2026-01-02T03:04:05Z", "source": "docker", "kind": "runtime",
+            "action": "start", "outcome": "success",
+            "container": {"name": "app", "image": "nginx:1.27",
+                          "pod": {"namespace": "shop", "name": "web-7d9f"}}
+        }));
+        assert_eq!(Columns::of(&ev).summary, "start web-7d9f/app (nginx:1.27)");
+        let mut bare = ev.clone();
+        if let Some(c) = bare.container.as_mut() {
+            c.pod = None;
+        }
+        assert_eq!(Columns::of(&bare).summary, "start app (nginx:1.27)");
     }
 
     #[test]

@@ -114,13 +114,13 @@ async fn a_privileged_container_on_the_node_shows_in_the_console_with_its_detect
     let deadline = Instant::now() + Duration::from_secs(30);
     let detections = loop {
         let p = page(&client, &format!("{base}/detections?namespace=shop")).await;
-        if p.contains("start app (") || Instant::now() > deadline {
+        if p.contains("start web-7d9f/app (") || Instant::now() > deadline {
             break p;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
-        detections.contains(&format!("start app ({})", engine.image)),
+        detections.contains(&format!("start web-7d9f/app ({})", engine.image)),
         "the container's detections in the console: {detections}"
     );
     for rule in ["container.privileged", "container.host-path"] {
