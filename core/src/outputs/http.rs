@@ -411,16 +411,7 @@ impl HttpTransport {
         let text = if status.is_success() {
             String::new()
         } else {
-            let mut head = Vec::new();
-            while head.len() < ERROR_BODY_READ {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let room = ERROR_BODY_READ - head.len();
-                        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            let head = error_body_head(&mut response).await;
             let mut t = String::from_utf8_lossy(&head).into_owned();
             truncate(&mut t, 256);
             t
@@ -557,7 +548,24 @@ fn shown_url(url: &Url) -> String {
 }
 
 /// Bytes of an error answer's body read at most (of which 256 are kept for the log).
-const ERROR_BODY_READ: usize = 1024;
+pub const ERROR_BODY_READ: usize = 1024;
+
+/// The first [`ERROR_BODY_READ`] bytes of an answer's body. The rest is left unread: a huge
+/// or endless error body costs neither memory nor the request's whole timeout (the
+/// connection is dropped with it). A body that breaks off gives what came before.
+pub async fn error_body_head(response: &mut reqwest::Response) -> Vec<u8> {
+    let mut head = Vec::new();
+    while head.len() < ERROR_BODY_READ {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ERROR_BODY_READ - head.len();
+                head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    head
+}
 
 fn truncate(s: &mut String, max: usize) {
     if s.len() > max {
@@ -674,8 +682,9 @@ fn base64(input: &[u8]) -> String {
     out
 }
 
-/// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// The wait a `Retry-After` header asks for: delay-seconds or an HTTP date (a date past is
+/// no wait).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -688,7 +697,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 fn classify_error(e: &reqwest::Error, url: &str) -> TransportError {
     // The URL is left out of the texts: its query may hold an API key.
-    if let Some(tls) = std::error::Error::source(e).and_then(find_rustls) {
+    if let Some(tls) = std::error::Error::source(e).and_then(super::tls::find_rustls) {
         return TransportError::Tls(tls.to_string());
     }
     let text = error_chain(e);
@@ -702,22 +711,6 @@ fn classify_error(e: &reqwest::Error, url: &str) -> TransportError {
     } else {
         TransportError::Io(std::io::Error::other(text))
     }
-}
-
-/// The rustls error in `e`'s causes. An `io::Error` hides the error it wraps from
-/// `source()`, and rustls's handshake failures arrive wrapped in one or two of them.
-fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-        return Some(tls);
-    }
-    if let Some(inner) = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(std::io::Error::get_ref)
-        && let Some(tls) = find_rustls(inner)
-    {
-        return Some(tls);
-    }
-    e.source().and_then(find_rustls)
 }
 
 /// The error and its causes, `a: b: c`, without the request's URL.

@@ -217,3 +217,19 @@ pub async fn connect(
         .connect(name, tcp)
         .await
 }
+
+/// The rustls error in `e`'s causes. An `io::Error` hides the error it wraps from
+/// `source()`, and rustls's handshake failures arrive wrapped in one or two of them.
+pub fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        && let Some(tls) = find_rustls(inner)
+    {
+        return Some(tls);
+    }
+    e.source().and_then(find_rustls)
+}

@@ -142,7 +142,7 @@ impl Email {
                 let retry = if e.is_permanent()
                     || e.is_tls()
                     || e.is_client()
-                    || super::find_rustls(&e).is_some()
+                    || vigil_core::outputs::tls::find_rustls(&e).is_some()
                 {
                     Retry::Never
                 } else {

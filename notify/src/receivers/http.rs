@@ -12,17 +12,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::header::{self, HeaderMap};
 use reqwest::{StatusCode, Url};
-use vigil_core::outputs::tls::{DefaultTrust, TlsSettings};
+use vigil_core::outputs::http::{error_body_head, retry_after};
+use vigil_core::outputs::tls::{DefaultTrust, TlsSettings, find_rustls};
 
-use super::{Failure, Retry, find_rustls};
+use super::{Failure, Retry};
 use crate::error::NotifyError;
 use crate::message::{cut, sanitize};
 use crate::secret;
-
-/// Bytes of an error answer read (and at most 256 characters quoted in the error).
-const ERROR_BODY_READ: usize = 1024;
 
 /// The HTTP client of one receiver: TLS through rustls with the ring provider, verified
 /// against `ca_file` or the system's roots; no redirects (a redirected POST could carry the
@@ -155,18 +152,7 @@ pub(crate) async fn send(
         return Ok(());
     }
     let wait = retry_after(response.headers());
-    // Only the first bytes are read: a huge or endless error page costs neither memory
-    // nor the whole timeout.
-    let mut head = Vec::new();
-    while head.len() < ERROR_BODY_READ {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = ERROR_BODY_READ - head.len();
-                head.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let head = error_body_head(&mut response).await;
     let body = cut(
         &sanitize(&secret::redact(&String::from_utf8_lossy(&head), secrets)),
         256,
@@ -210,22 +196,10 @@ fn error_chain(e: reqwest::Error) -> String {
     text
 }
 
-/// The wait a `Retry-After` header asks for (seconds or an HTTP date).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at =
-        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
-    let left = at - time::OffsetDateTime::now_utc();
-    Some(left.try_into().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
+    use reqwest::header::{self, HeaderMap, HeaderValue};
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

@@ -81,14 +81,9 @@ pub(super) async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let token = super::auth::request_token(&headers);
-    if let Err(refusal) = s
-        .auth
-        .admit(token.as_deref(), super::auth::Role::Ingest)
-        .await
-    {
+    if let Err(refused) = s.admit_api(&headers).await {
         s.metrics.ingest_refused();
-        return super::refused(refusal);
+        return refused;
     }
     let timeout = Duration::from_millis(s.config.ingest.timeout_ms);
     let Ok(Ok(_permit)) = tokio::time::timeout(timeout, s.permits.acquire()).await else {

@@ -102,6 +102,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Admits a request to the API (ingest, sync): a token of the ingest role, from the
+    /// `Authorization` header or the cookie; otherwise the answer to give.
+    async fn admit_api(&self, headers: &axum::http::HeaderMap) -> Result<(), Response> {
+        let token = auth::request_token(headers);
+        self.auth
+            .admit(token.as_deref(), Role::Ingest)
+            .await
+            .map_err(refused)
+    }
+
     /// Offers the events `inserted` names (new in this store) to the notifications, when
     /// this replica leads.
     fn offer_new(&self, events: &[Event], inserted: &[usize]) {

@@ -30,6 +30,17 @@ pub const STORE_HEADER: &str = "x-vigil-store";
 /// full, so a replica that was away for long catches up in bounded steps.
 pub const SYNC_BATCH: usize = 2000;
 
+/// An answer stops taking events once its body reaches this size (it holds at least one),
+/// and says so with [`MORE_HEADER`]: bulky events make smaller batches, not larger bodies.
+pub const SYNC_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Set on an answer that [`SYNC_MAX_BYTES`] cut short: more events wait.
+pub const MORE_HEADER: &str = "x-vigil-more";
+
+/// The most a puller reads of one answer: the cut plus one event of the ingest's largest
+/// body. A peer sending more is refused rather than buffered.
+const SYNC_READ_LIMIT: usize = SYNC_MAX_BYTES + 16 * 1024 * 1024;
+
 #[derive(Debug, Deserialize)]
 pub(super) struct SyncQuery {
     #[serde(default)]
@@ -47,13 +58,8 @@ pub(super) async fn serve(
     headers: HeaderMap,
     Query(q): Query<SyncQuery>,
 ) -> Response {
-    let token = super::auth::request_token(&headers);
-    if let Err(refusal) = s
-        .auth
-        .admit(token.as_deref(), super::auth::Role::Ingest)
-        .await
-    {
-        return super::refused(refusal);
+    if let Err(refused) = s.admit_api(&headers).await {
+        return refused;
     }
     let store = s.store.clone();
     let limit = q.limit.min(SYNC_BATCH);
@@ -64,7 +70,12 @@ pub(super) async fn serve(
         Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "store task failed"),
     };
     let mut body = String::new();
+    let mut more = false;
     for (seq, json) in rows {
+        if body.len() >= SYNC_MAX_BYTES {
+            more = true;
+            break;
+        }
         body.push_str("{\"seq\":");
         body.push_str(&seq.to_string());
         body.push_str(",\"event\":");
@@ -78,6 +89,10 @@ pub(super) async fn serve(
     );
     if let Ok(v) = HeaderValue::from_str(&s.store_id) {
         res.headers_mut().insert(STORE_HEADER, v);
+    }
+    if more {
+        res.headers_mut()
+            .insert(MORE_HEADER, HeaderValue::from_static("true"));
     }
     res
 }
@@ -97,6 +112,8 @@ struct Fetched {
     events: Vec<Event>,
     last: Option<i64>,
     lines: usize,
+    /// The peer cut the answer short by size: more events wait.
+    more: bool,
 }
 
 /// Why one copy from a peer failed (logged, retried at the next interval).
@@ -114,6 +131,9 @@ pub enum SyncError {
     /// The local store failed.
     #[error("store: {0}")]
     Store(String),
+    /// The answer is larger than a peer of this version sends.
+    #[error("the answer is over {SYNC_READ_LIMIT} bytes")]
+    TooLarge,
     /// The token file could not be read.
     #[error("token file: {0}")]
     Token(String),
@@ -247,7 +267,7 @@ async fn copy_from(
     let mut copied = 0;
     loop {
         let fetched = fetch(peer, &token, cursor, SYNC_BATCH).await?;
-        let full = fetched.lines >= SYNC_BATCH;
+        let full = fetched.lines >= SYNC_BATCH || fetched.more;
         let Some(last) = fetched.last.filter(|&l| l > cursor) else {
             return Ok(copied);
         };
@@ -292,15 +312,25 @@ async fn fetch(peer: &Peer, token: &str, after: i64, limit: usize) -> Result<Fet
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .ok_or(SyncError::NoStoreId)?;
-    let body = res
-        .bytes()
+    let more = res.headers().contains_key(MORE_HEADER);
+    let mut res = res;
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
         .await
-        .map_err(|e| SyncError::Request(e.to_string()))?;
+        .map_err(|e| SyncError::Request(e.to_string()))?
+    {
+        if body.len() + chunk.len() > SYNC_READ_LIMIT {
+            return Err(SyncError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
     let mut fetched = Fetched {
         store_id,
         events: Vec::new(),
         last: None,
         lines: 0,
+        more,
     };
     for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         fetched.lines += 1;

@@ -699,3 +699,74 @@ async fn the_console_cert_command_makes_a_secret_the_console_serves_with() {
     assert!(refused.is_err(), "{refused:?}");
     console.stop().await;
 }
+
+/// Bulky events make smaller sync answers, not larger bodies: a peer copies 40 MiB of
+/// events in answers of at most 16 MiB each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulky_events_are_copied_in_answers_of_bounded_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Arc::new(TestPki::create(&dir.path().join("pki")));
+    let a_dir = dir.path().join("a");
+    {
+        let cfg: StoreConfig =
+            serde_json::from_value(json!({"path": a_dir.join("store/events.db")})).unwrap();
+        let store = Store::open(&cfg).unwrap();
+        let bulky: Vec<Event> = (0..40)
+            .map(|i| {
+                let mut v = serde_json::to_value(runtime_event(
+                    i,
+                    "start",
+                    &format!("big-{i}"),
+                    "ns",
+                    "n",
+                    "2026-11-23T10:00:00Z",
+                ))
+                .unwrap();
+                v["kind"] = json!("log");
+                v["log"] = json!({"message": "x".repeat(1 << 20)});
+                serde_json::from_value(v).unwrap()
+            })
+            .collect();
+        store.insert(&bulky, vigil_store::Origin::Local).unwrap();
+    }
+    let a = Console::start(&a_dir, pki.clone(), |_| {}).await;
+    // One answer, read as a peer reads it: cut by size, and saying more events wait.
+    let res = a
+        .client()
+        .get(a.url("/api/v1/sync?after=0"))
+        .bearer_auth(INGEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-vigil-more"], "true");
+    let body = res.bytes().await.unwrap();
+    let lines = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert!(
+        body.len() < 18 << 20 && (15..40).contains(&lines),
+        "{} bytes, {lines} events",
+        body.len()
+    );
+
+    let token = dir.path().join("peer-token");
+    std::fs::write(&token, format!("{INGEST}\n")).unwrap();
+    let a_port = a.addr.port();
+    let b = Console::start(&dir.path().join("b"), pki.clone(), |c| {
+        c.peers = PeersConfig {
+            urls: vec![format!("https://localhost:{a_port}")],
+            token_file: token.clone(),
+            tls: TlsSettings {
+                ca_file: Some(pki.ca_cert.clone()),
+                ..TlsSettings::default()
+            },
+            interval_secs: 1,
+            ..PeersConfig::default()
+        }
+    })
+    .await;
+    assert_eq!(b.wait_events(40).await, 40, "every bulky event copied");
+    a.stop().await;
+    b.stop().await;
+}
